@@ -1,0 +1,14 @@
+# The project's commands; each is a plain script under scripts/ (see README).
+.PHONY: run test services services-down
+
+run:            ## the portal on its embedded default, with the demo data and Keycloak
+	bash scripts/run.sh
+
+test:           ## the whole test suite on the real services (what .ci/run calls)
+	bash scripts/test.sh $(ARGS)
+
+services:       ## install where missing and start PostgreSQL, Redis and Keycloak
+	bash scripts/services.sh
+
+services-down:  ## stop what `make services` started
+	bash scripts/services.sh stop

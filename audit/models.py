@@ -1,0 +1,50 @@
+"""The audit log (spec §9): one record per integration request and per governance action."""
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEvent(models.TextChoices):
+    API_REQUEST = "api.request", "exchange API request"
+    INTEGRATION_CREATED = "integration.created", "integration created"
+    INTEGRATION_TRANSITION = "integration.transition", "integration lifecycle transition"
+    VERTICAL_REVIEW = "integration.vertical_review", "vertical owner review"
+    CLIENT_SECRET_ISSUED = "integration.secret_issued", "client secret issued"
+    CONSENT_CHANGED = "consent.changed", "consent changed"
+
+
+class AuditResult(models.TextChoices):
+    SUCCESS = "success", "success"
+    FAILURE = "failure", "failure"
+    DENIED = "denied", "denied"
+
+
+class AuditRecord(models.Model):
+    """One audited event. Rows are only ever inserted."""
+
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event_type = models.CharField(max_length=40, choices=AuditEvent.choices)
+    request_id = models.CharField(max_length=64, blank=True)
+    tenant = models.ForeignKey("scp_core.Tenant", null=True, blank=True, on_delete=models.PROTECT)
+    integration = models.ForeignKey(
+        "registry.Integration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The actor as a foreign key where one exists, and always as text, which outlives the row.
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, blank=True)
+    client_id = models.CharField(max_length=120, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    verticals = models.JSONField(default=list)
+    result = models.CharField(max_length=10, choices=AuditResult.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=60, blank=True)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["tenant", "id"])]
+
+    def __str__(self):
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.event_type} {self.result}"

@@ -1,0 +1,41 @@
+"""Writing the audit log. Callers write in the same transaction as the change they audit."""
+from .models import AuditEvent, AuditRecord, AuditResult
+
+
+def audit_record(
+    *,
+    event_type,
+    result=AuditResult.SUCCESS,
+    tenant=None,
+    integration=None,
+    actor_user=None,
+    actor="",
+    client_id="",
+    request_id="",
+    source_ip=None,
+    verticals=(),
+    status_code=None,
+    error_code="",
+    details=None,
+):
+    """Append one audit record and return it."""
+    if actor_user is not None and not actor:
+        actor = actor_user.get_username()
+    return AuditRecord.objects.create(
+        event_type=event_type,
+        result=result,
+        tenant=tenant,
+        integration=integration,
+        actor_user=actor_user,
+        actor=actor,
+        client_id=client_id,
+        request_id=request_id,
+        source_ip=source_ip,
+        verticals=sorted(verticals),
+        status_code=status_code,
+        error_code=error_code,
+        details=details or {},
+    )
+
+
+__all__ = ["AuditEvent", "AuditResult", "audit_record"]

@@ -1,0 +1,62 @@
+"""Partner authentication: a Keycloak machine-client JWT, verified locally, bound to the
+integration it names. Nothing else is accepted on the exchange API."""
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+
+from registry.models import Integration
+from scp_portal.problems import ApiError
+
+from . import tokens
+
+
+@dataclass
+class PartnerPrincipal:
+    """Who is calling: the integration, its verified claims and its client."""
+
+    integration: Integration
+    claims: dict
+    client_id: str
+    token_verticals: frozenset = field(default_factory=frozenset)
+    is_authenticated: bool = True
+
+
+class IntegrationTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        claims = tokens.verify(tokens.bearer_token(request), audience=settings.KEYCLOAK_EXCHANGE_AUDIENCE)
+        audit = request._request.scp_audit
+        audit["client_id"] = claims.get("azp", "")
+        audit["token"] = {k: claims.get(k) for k in ("jti", "iat", "exp")}
+        integration = _integration_of(claims)
+        audit["integration"] = integration
+        verticals = claims.get("verticals")
+        if not isinstance(verticals, list) or not all(isinstance(v, str) for v in verticals):
+            raise ApiError(401, "token_invalid", "The token's 'verticals' claim must be a list of codes.")
+        # The token must come from this integration's own client and agree with its record.
+        if not integration.auth_client_id or claims.get("azp") != integration.auth_client_id:
+            raise ApiError(403, "permission_denied", "The token was not issued to this integration's client.")
+        if claims.get("tenant_id") != integration.tenant.code:
+            raise ApiError(403, "tenant_mismatch", "The token's tenant does not match the integration's tenant.")
+        principal = PartnerPrincipal(
+            integration=integration,
+            claims=claims,
+            client_id=claims["azp"],
+            token_verticals=frozenset(verticals),
+        )
+        return principal, claims
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="scp-exchange"'
+
+
+def _integration_of(claims):
+    try:
+        integration_id = uuid.UUID(str(claims.get("integration_id")))
+    except ValueError as exc:
+        raise ApiError(401, "token_invalid", "The token carries no valid 'integration_id'.") from exc
+    integration = Integration.objects.for_token(integration_id).first()
+    if integration is None:
+        raise ApiError(403, "permission_denied", "The token names no known integration.")
+    return integration

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("persons/", views.PersonListView.as_view(), name="exchange-persons"),
+    path("persons/<uuid:person_id>/", views.PersonDetailView.as_view(), name="exchange-person"),
+]

@@ -1,0 +1,25 @@
+"""Staff authentication for the governance API: a Keycloak user token of the `scp` realm
+(from `scp-portal` or, in dev/test, `scp-cli`), verified locally and mapped to a portal user."""
+from django.contrib.auth import get_user_model
+from rest_framework.authentication import BaseAuthentication
+
+from exchange import tokens
+from scp_portal.problems import ApiError
+
+STAFF_CLIENTS = {"scp-portal", "scp-cli"}
+
+
+class StaffTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        if "HTTP_AUTHORIZATION" not in request.META:
+            return None  # let session authentication (the portal) have a go
+        claims = tokens.verify(tokens.bearer_token(request))
+        if claims.get("azp") not in STAFF_CLIENTS or not claims.get("preferred_username"):
+            raise ApiError(401, "token_invalid", "The token is not a staff user token of the portal.")
+        user = get_user_model().objects.filter(username=claims["preferred_username"], is_active=True).first()
+        if user is None:
+            raise ApiError(403, "permission_denied", "This user has no access to the portal.")
+        return user, claims
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="scp"'

@@ -1,0 +1,127 @@
+"""The governance API of the contract: thin views over lifecycle.services."""
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry.models import Integration
+from scp_core.models import Person
+from scp_core.services import consent_record
+from scp_portal.problems import ApiError
+
+from .. import services
+from .authentication import StaffTokenAuthentication
+from .serializers import (
+    ConsentChangeSerializer,
+    DeprecateSerializer,
+    IntegrationCreateSerializer,
+    IntegrationSerializer,
+    ReasonSerializer,
+    ReviewSerializer,
+)
+
+
+class GovernanceView(APIView):
+    authentication_classes = [StaffTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def visible_integrations(self):
+        # Walking skeleton: only ROOT governs; the governance issue scopes this per role.
+        user = self.request.user
+        qs = Integration.objects.select_related("tenant", "partner", "data_contract__contract", "template", "created_by")
+        return qs.prefetch_related("verticals") if user.is_superuser else qs.none()
+
+
+class IntegrationListView(GovernanceView):
+    def get(self, request):
+        return Response(IntegrationSerializer(self.visible_integrations(), many=True).data)
+
+    def post(self, request):
+        serializer = IntegrationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        integration = services.integration_create(
+            actor=request.user, request_id=request._request.request_id, **serializer.validated_data
+        )
+        return Response(IntegrationSerializer(integration).data, status=status.HTTP_201_CREATED)
+
+
+class IntegrationDetailView(GovernanceView):
+    def get(self, request, integration_id):
+        integration = get_object_or_404(self.visible_integrations(), pk=integration_id)
+        return Response(IntegrationSerializer(integration).data)
+
+
+def _without_body(service):
+    def run(integration, user, data, request_id):
+        return service(integration=integration, actor=user, request_id=request_id)
+
+    return run
+
+
+def _with_body(service, serializer_class):
+    def run(integration, user, data, request_id):
+        body = serializer_class(data=data)
+        body.is_valid(raise_exception=True)
+        return service(integration=integration, actor=user, request_id=request_id, **body.validated_data)
+
+    return run
+
+
+ACTIONS = {
+    "submit": _without_body(services.integration_submit),
+    "review": _with_body(services.integration_review, ReviewSerializer),
+    "approve": _without_body(services.integration_approve),
+    "reject": _with_body(services.integration_reject, ReasonSerializer),
+    "activate": _without_body(services.integration_activate),
+    "restrict": _with_body(services.integration_restrict, ReasonSerializer),
+    "suspend": _with_body(services.integration_suspend, ReasonSerializer),
+    "reinstate": _with_body(services.integration_reinstate, ReasonSerializer),
+    "deprecate": _with_body(services.integration_deprecate, DeprecateSerializer),
+    "archive": _with_body(services.integration_archive, ReasonSerializer),
+    "rotate-secret": _without_body(services.integration_rotate_secret),
+}
+
+
+class IntegrationActionView(GovernanceView):
+    def post(self, request, integration_id, action):
+        run = ACTIONS.get(action)
+        if run is None:
+            raise ApiError(404, "not_found", f"Unknown action '{action}'.")
+        integration = get_object_or_404(self.visible_integrations(), pk=integration_id)
+        outcome = run(integration, request.user, request.data, request._request.request_id)
+        if isinstance(outcome, tuple):  # activate / rotate-secret: the secret, shown once
+            integration, credentials = outcome
+            body = {**IntegrationSerializer(integration).data, **credentials}
+            return Response(body, headers={"Cache-Control": "no-store"})
+        return Response(IntegrationSerializer(outcome).data)
+
+
+class ConsentChangeView(GovernanceView):
+    """Record a consent change; effective for every later request, batch row and delivery."""
+
+    def post(self, request):
+        body = ConsentChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        person = Person.objects.select_related("tenant").filter(pk=data["person_id"]).first()
+        if person is None:
+            raise ApiError(404, "not_found", "No such person.")
+        consent = consent_record(
+            person=person,
+            vertical=data["vertical"],
+            status=data["status"],
+            actor=request.user,
+            effective_at=data.get("effective_at"),
+            request_id=request._request.request_id,
+        )
+        return Response(
+            {
+                "person_id": str(person.pk),
+                "vertical": data["vertical"].code,
+                "status": consent.status,
+                "effective_at": consent.effective_at,
+            },
+            status=status.HTTP_201_CREATED,
+        )

@@ -1,0 +1,279 @@
+"""One service per lifecycle action (spec §6). The admin, the governance API and commands
+all call these; each checks who may act, applies the model's transition, saves, and writes
+the audit record in the same transaction. Keycloak is only called outside transactions.
+"""
+import logging
+
+from django.db import transaction
+from django_fsm import can_proceed
+
+from audit.services import AuditEvent, audit_record
+from registry.models import Integration, IntegrationStatus, ReviewDecision, VerticalReview
+from scp_portal.problems import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
+
+from . import keycloak
+from .permissions import require
+
+logger = logging.getLogger(__name__)
+
+# States in which the integration's Keycloak client may issue tokens.
+_CLIENT_ENABLED_STATES = {IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED}
+
+
+def integration_create(
+    *,
+    actor,
+    tenant,
+    partner,
+    integration_name,
+    verticals,
+    data_contract=None,
+    template=None,
+    purpose="",
+    active_from=None,
+    active_until=None,
+    rate_limit_policy=None,
+    request_id="",
+):
+    """Create a Draft integration, from a registry template or from scratch."""
+    require(actor, "create")
+    if template is not None:
+        data_contract = data_contract or template.data_contract
+        purpose = purpose or template.purpose
+    if data_contract is None:
+        raise ValidationFailedError("An integration needs a data contract version or a template.")
+    readable = data_contract.readable_verticals() | set(data_contract.write_schemas)
+    undeclared = sorted(v.code for v in verticals if v.code not in readable)
+    if not verticals or undeclared:
+        raise ValidationFailedError(
+            "Every declared vertical must be covered by the data contract.",
+            errors=[{"field": "verticals", "message": f"not in {data_contract.ref}: {code}"} for code in undeclared]
+            or [{"field": "verticals", "message": "at least one vertical is required"}],
+        )
+    extra = {}
+    if active_from is not None:
+        extra["active_from"] = active_from
+    with transaction.atomic():
+        integration = Integration.objects.create(
+            tenant=tenant,
+            partner=partner,
+            integration_name=integration_name,
+            template=template,
+            data_contract=data_contract,
+            purpose=purpose,
+            active_until=active_until,
+            rate_limit_policy=rate_limit_policy,
+            created_by=actor,
+            **extra,
+        )
+        integration.verticals.set(verticals)
+        audit_record(
+            event_type=AuditEvent.INTEGRATION_CREATED,
+            tenant=tenant,
+            integration=integration,
+            actor_user=actor,
+            request_id=request_id,
+            verticals=[v.code for v in verticals],
+            details={"status": integration.status, "data_contract": data_contract.ref},
+        )
+    return integration
+
+
+def _transition(integration, *, actor, action, reason="", request_id="", details=None, **kwargs):
+    """Apply one transition under a row lock, save it and audit it, all in one transaction."""
+    with transaction.atomic():
+        locked = Integration.objects.select_for_update().get(pk=integration.pk)
+        method = getattr(locked, action)
+        if not can_proceed(method):
+            raise InvalidTransitionError(f"Action '{action}' is not possible from state '{locked.status}'.")
+        before = locked.status
+        method(**kwargs)
+        locked._change_reason = reason or action
+        locked.save()
+        audit_record(
+            event_type=AuditEvent.INTEGRATION_TRANSITION,
+            tenant=locked.tenant,
+            integration=locked,
+            actor_user=actor,
+            request_id=request_id,
+            verticals=locked.vertical_codes(),
+            details={"action": action, "before": before, "after": locked.status, "reason": reason, **(details or {})},
+        )
+    return locked
+
+
+def _check_can(integration, action):
+    if not can_proceed(getattr(integration, action)):
+        raise InvalidTransitionError(f"Action '{action}' is not possible from state '{integration.status}'.")
+
+
+def integration_submit(*, integration, actor, request_id=""):
+    require(actor, "submit", integration)
+    return _transition(integration, actor=actor, action="submit", request_id=request_id)
+
+
+def integration_review(*, integration, actor, vertical, decision, reason="", request_id=""):
+    """Record one vertical owner's decision. Requested becomes Reviewed once every declared
+    vertical is approved; any rejection ends the request in Rejected with the reason."""
+    require(actor, "review", integration)
+    _check_can(integration, "review")
+    if vertical not in integration.verticals.all():
+        raise ValidationFailedError(f"'{vertical.code}' is not a declared vertical of this integration.")
+    if decision == ReviewDecision.REJECT and not reason:
+        raise ValidationFailedError("A rejection needs a reason.", errors=[{"field": "reason", "message": "required"}])
+    with transaction.atomic():
+        VerticalReview.objects.update_or_create(
+            integration=integration,
+            vertical=vertical,
+            defaults={"decision": decision, "reason": reason, "reviewer": actor},
+        )
+        audit_record(
+            event_type=AuditEvent.VERTICAL_REVIEW,
+            tenant=integration.tenant,
+            integration=integration,
+            actor_user=actor,
+            request_id=request_id,
+            verticals=[vertical.code],
+            details={"decision": decision, "reason": reason},
+        )
+        if decision == ReviewDecision.REJECT:
+            return _transition(integration, actor=actor, action="reject", reason=reason, request_id=request_id)
+        approved = set(
+            integration.vertical_reviews.filter(decision=ReviewDecision.APPROVE).values_list("vertical_id", flat=True)
+        )
+        if approved >= set(integration.verticals.values_list("id", flat=True)):
+            return _transition(integration, actor=actor, action="review", request_id=request_id)
+    integration.refresh_from_db()
+    return integration
+
+
+def integration_approve(*, integration, actor, request_id=""):
+    require(actor, "approve", integration)
+    return _transition(integration, actor=actor, action="approve", request_id=request_id)
+
+
+def integration_reject(*, integration, actor, reason, request_id=""):
+    require(actor, "reject", integration)
+    if not reason:
+        raise ValidationFailedError("A rejection needs a reason.", errors=[{"field": "reason", "message": "required"}])
+    return _transition(integration, actor=actor, action="reject", reason=reason, request_id=request_id)
+
+
+def integration_activate(*, integration, actor, request_id=""):
+    """Issue the integration's Keycloak machine client and make it Active.
+
+    Returns (integration, credentials); the secret is in the return value only and is
+    never stored. Keycloak is provisioned first, outside the transaction, because the
+    secret must be handed back by this call: if Keycloak is down nothing changes in the
+    database and the call can simply be repeated (provisioning is idempotent by clientId).
+    If the state change then fails, the client is disabled again; even if that too fails,
+    the exchange refuses its tokens, since it checks the integration's state per request.
+    """
+    require(actor, "activate", integration)
+    _check_can(integration, "activate")
+    client_id = integration.client_id_for_keycloak
+    try:
+        kc_uuid = keycloak.ensure_client(
+            client_id=client_id,
+            tenant_code=integration.tenant.code,
+            integration_id=integration.integration_id,
+            verticals=integration.vertical_codes(),
+        )
+        secret = keycloak.regenerate_secret(kc_uuid)
+    except keycloak.KeycloakUnavailable as exc:
+        raise UpstreamUnavailableError(f"Keycloak is unavailable; activation can be retried. ({exc})") from exc
+    try:
+        with transaction.atomic():
+            integration = _transition(
+                integration,
+                actor=actor,
+                action="activate",
+                request_id=request_id,
+                auth_client_id=client_id,
+                details={"auth_client_id": client_id},
+            )
+            _audit_secret_issued(integration, actor, request_id, "activate")
+    except Exception:
+        _sync_client_quietly(integration.pk)
+        raise
+    return integration, {"client_id": client_id, "client_secret": secret}
+
+
+def integration_rotate_secret(*, integration, actor, request_id=""):
+    require(actor, "rotate-secret", integration)
+    if integration.status not in _CLIENT_ENABLED_STATES or not integration.auth_client_id:
+        raise InvalidTransitionError(f"An integration in state '{integration.status}' has no secret to rotate.")
+    try:
+        existing = keycloak.find_client(integration.auth_client_id)
+        if existing is None:
+            raise InvalidTransitionError("The integration's Keycloak client is missing; reactivate it.")
+        secret = keycloak.regenerate_secret(existing["id"])
+    except keycloak.KeycloakUnavailable as exc:
+        raise UpstreamUnavailableError(f"Keycloak is unavailable; rotation can be retried. ({exc})") from exc
+    with transaction.atomic():
+        _audit_secret_issued(integration, actor, request_id, "rotate-secret")
+    return integration, {"client_id": integration.auth_client_id, "client_secret": secret}
+
+
+def _audit_secret_issued(integration, actor, request_id, action):
+    audit_record(
+        event_type=AuditEvent.CLIENT_SECRET_ISSUED,
+        tenant=integration.tenant,
+        integration=integration,
+        actor_user=actor,
+        client_id=integration.auth_client_id,
+        request_id=request_id,
+        verticals=integration.vertical_codes(),
+        details={"action": action},
+    )
+
+
+def _state_change_with_client_sync(integration, *, actor, action, reason="", request_id="", **kwargs):
+    require(actor, action, integration)
+    integration = _transition(integration, actor=actor, action=action, reason=reason, request_id=request_id, **kwargs)
+    pk = integration.pk
+    transaction.on_commit(lambda: _sync_client_quietly(pk))
+    return integration
+
+
+def integration_restrict(*, integration, actor, reason="", request_id=""):
+    return _state_change_with_client_sync(integration, actor=actor, action="restrict", reason=reason, request_id=request_id)
+
+
+def integration_suspend(*, integration, actor, reason="", request_id=""):
+    return _state_change_with_client_sync(integration, actor=actor, action="suspend", reason=reason, request_id=request_id)
+
+
+def integration_reinstate(*, integration, actor, reason="", request_id=""):
+    return _state_change_with_client_sync(integration, actor=actor, action="reinstate", reason=reason, request_id=request_id)
+
+
+def integration_deprecate(*, integration, actor, replacement, reason="", request_id=""):
+    if replacement.pk == integration.pk or replacement.tenant_id != integration.tenant_id:
+        raise ValidationFailedError("The replacement must be another integration of the same tenant.")
+    return _state_change_with_client_sync(
+        integration, actor=actor, action="deprecate", reason=reason, request_id=request_id, replacement=replacement
+    )
+
+
+def integration_archive(*, integration, actor, reason="", request_id=""):
+    return _state_change_with_client_sync(integration, actor=actor, action="archive", reason=reason, request_id=request_id)
+
+
+def integration_sync_client(integration_id):
+    """Make the Keycloak client's enabled flag follow the integration's state (idempotent)."""
+    integration = Integration.objects.get(pk=integration_id)
+    client_id = integration.auth_client_id or integration.client_id_for_keycloak
+    keycloak.set_enabled(client_id, integration.status in _CLIENT_ENABLED_STATES)
+
+
+def _sync_client_quietly(integration_id):
+    """After commit: sync at once; if Keycloak is unreachable, leave it to the retrying task.
+    Access is safe meanwhile: the exchange checks the integration's state on every request."""
+    try:
+        integration_sync_client(integration_id)
+    except (keycloak.KeycloakUnavailable, keycloak.KeycloakError):
+        logger.warning("Keycloak client sync of %s deferred to the retry task", integration_id)
+        from .tasks import sync_keycloak_client_task
+
+        sync_keycloak_client_task.delay(str(integration_id))

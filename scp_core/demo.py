@@ -1,0 +1,143 @@
+"""The demo data of the contract: reference data, demo staff users and synthetic persons."""
+import datetime
+import random
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, PartnerType, RateLimitPolicy
+
+from .models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
+
+TENANTS = {"ke": "Kenya", "ug": "Uganda"}
+VERTICALS = {"health": "Health", "education": "Education", "social_protection": "Social protection"}
+DISTRICTS = {
+    "ke": ["Nairobi", "Mombasa", "Kisumu", "Nakuru", "Eldoret", "Garissa", "Kakamega", "Nyeri"],
+    "ug": ["Kampala", "Gulu", "Mbarara", "Jinja", "Lira", "Arua", "Mbale", "Masaka"],
+}
+GIVEN = ["Amina", "Brian", "Grace", "David", "Faith", "Joseph", "Mercy", "Peter", "Esther", "Samuel",
+         "Ruth", "Daniel", "Joy", "Moses", "Sarah", "Isaac", "Irene", "John", "Agnes", "Paul"]
+FAMILY = ["Otieno", "Wanjiru", "Kamau", "Mutua", "Achieng", "Okello", "Nakato", "Mugisha", "Atim",
+          "Kiprop", "Njoroge", "Auma", "Ssemakula", "Namubiru", "Onyango", "Chebet", "Byaruhanga", "Akello"]
+
+STAFF_USERS = ["root", "umbrella", "auditor", "ke-admin", "ke-health-owner", "ke-education-owner",
+               "ug-admin", "ug-health-owner", "partner-user"]
+
+IMMUNIZATION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "vaccine": {"type": "string", "minLength": 1},
+        "dose": {"type": "integer", "minimum": 1},
+        "date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+    },
+    "required": ["vaccine", "dose", "date"],
+    "additionalProperties": False,
+}
+
+HEALTH_READ_FIELDS = {
+    "id": "plain",
+    "given_name": "plain",
+    "family_name": "plain",
+    "national_id": "last:4",
+    "birth_date": "year",
+    "sex": "plain",
+    "district": "plain",
+}
+
+# Per vertical and person: consent granted, never given, or withdrawn.
+_CONSENT_MIX = (("granted", 0.6), ("never", 0.25), ("withdrawn", 0.15))
+
+
+@transaction.atomic
+def seed_reference_data(*, dev_passwords=False):
+    """Tenants, verticals, partner, contract, template and demo staff users (idempotent)."""
+    for code, name in TENANTS.items():
+        Tenant.objects.get_or_create(code=code, defaults={"name": name})
+    for code, name in VERTICALS.items():
+        Vertical.objects.get_or_create(code=code, defaults={"name": name})
+    Partner.objects.get_or_create(slug="acme-health", defaults={"name": "ACME Health", "partner_type": PartnerType.NGO})
+    RateLimitPolicy.objects.get_or_create(name="standard", defaults={"requests_per_minute": 600, "burst": 100})
+    contract, _ = DataContract.objects.get_or_create(
+        slug="health-records-basic", defaults={"name": "Basic health records"}
+    )
+    version, _ = DataContractVersion.objects.get_or_create(
+        contract=contract,
+        version=1,
+        defaults={
+            "read_fields": {"health": HEALTH_READ_FIELDS},
+            "write_schemas": {"health": {"immunization": IMMUNIZATION_SCHEMA}},
+            "data_categories": ["identity", "demographics", "immunization"],
+        },
+    )
+    template, created = IntegrationTemplate.objects.get_or_create(
+        slug="health-records-basic",
+        version=1,
+        defaults={
+            "name": "Health records (basic)",
+            "purpose": "Read basic demographics of consenting persons and report immunizations.",
+            "data_contract": version,
+            "vetted_at": timezone.now(),
+        },
+    )
+    if created:
+        template.verticals.set(Vertical.objects.filter(code="health"))
+    _seed_staff_users(dev_passwords=dev_passwords)
+
+
+def _seed_staff_users(*, dev_passwords):
+    User = get_user_model()
+    for username in STAFF_USERS:
+        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@scp.example"})
+        if created:
+            user.is_staff = True
+            user.is_superuser = username == "root"
+            # Staff sign in through Keycloak; a local password exists only on the embedded
+            # default (dev), equal to the username like the dev realm's.
+            if dev_passwords:
+                user.set_password(username)
+            else:
+                user.set_unusable_password()
+            user.save()
+
+
+def seed_persons(count, *, seed=20261129, batch_size=5000):
+    """Create `count` synthetic persons split across the tenants, with a consent mix per vertical."""
+    rng = random.Random(seed)
+    tenants = list(Tenant.objects.filter(code__in=TENANTS))
+    verticals = list(Vertical.objects.filter(code__in=VERTICALS))
+    now = timezone.now()
+    earlier = now - datetime.timedelta(days=30)
+    start = Person.objects.count()
+    created = 0
+    while created < count:
+        n = min(batch_size, count - created)
+        persons, consents = [], []
+        for i in range(start + created, start + created + n):
+            tenant = tenants[i % len(tenants)]
+            person = Person(
+                tenant=tenant,
+                given_name=rng.choice(GIVEN),
+                family_name=rng.choice(FAMILY),
+                national_id=f"{i:09d}",
+                birth_date=datetime.date(1940, 1, 1) + datetime.timedelta(days=rng.randrange(0, 30000)),
+                sex=rng.choice([Sex.FEMALE, Sex.MALE, Sex.FEMALE, Sex.MALE, Sex.OTHER]),
+                phone=f"+2547{rng.randrange(10**8):08d}" if tenant.code == "ke" else f"+2567{rng.randrange(10**8):08d}",
+                district=rng.choice(DISTRICTS[tenant.code]),
+                created_at=now,
+                updated_at=now,
+            )
+            persons.append(person)
+            for vertical in verticals:
+                kind = rng.choices([k for k, _ in _CONSENT_MIX], weights=[w for _, w in _CONSENT_MIX])[0]
+                if kind == "granted":
+                    consents.append(Consent(person=person, vertical=vertical, status=ConsentStatus.GRANTED,
+                                            effective_at=earlier, recorded_at=earlier))
+                elif kind == "withdrawn":
+                    consents.append(Consent(person=person, vertical=vertical, status=ConsentStatus.WITHDRAWN,
+                                            prior_status=ConsentStatus.GRANTED, effective_at=earlier, recorded_at=earlier))
+        with transaction.atomic():
+            Person.objects.bulk_create(persons)
+            Consent.objects.bulk_create(consents)
+        created += n
+    return created

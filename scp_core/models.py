@@ -1,0 +1,146 @@
+"""The SCP core data the Integration Layer guards: tenants, verticals, persons, consent, records."""
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+
+class Tenant(models.Model):
+    """A country served by SCP; every integration and every person belongs to exactly one."""
+
+    code = models.SlugField(max_length=8, unique=True, help_text="Country code, e.g. 'ke'.")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+
+class Vertical(models.Model):
+    """A domain of SCP (health, education, social protection, ...)."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.code
+
+
+class Sex(models.TextChoices):
+    FEMALE = "F", "female"
+    MALE = "M", "male"
+    OTHER = "X", "other / not stated"
+
+
+class PersonQuerySet(models.QuerySet):
+    def in_tenant(self, tenant):
+        return self.filter(tenant=tenant)
+
+    def with_consent_in_effect(self, vertical, at=None):
+        """Persons whose consent for `vertical` is in effect at `at` (default: now).
+
+        Evaluated in the database on every call, so a withdrawal is effective on the
+        very next request: nothing is cached.
+        """
+        consents = Consent.objects.in_effect(vertical, at=at)
+        return self.filter(id__in=consents.values("person_id"))
+
+
+class Person(models.Model):
+    """A person registered in SCP, scoped to one tenant."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="persons")
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    national_id = models.CharField(max_length=32)
+    birth_date = models.DateField()
+    sex = models.CharField(max_length=1, choices=Sex.choices)
+    phone = models.CharField(max_length=32, blank=True)
+    district = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = PersonQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "national_id"], name="person_unique_national_id"),
+        ]
+        indexes = [models.Index(fields=["tenant", "updated_at"])]
+
+    def __str__(self):
+        return f"{self.given_name} {self.family_name}"
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "granted"
+    WITHDRAWN = "withdrawn", "withdrawn"
+
+
+class ConsentQuerySet(models.QuerySet):
+    def in_effect(self, vertical, at=None):
+        """Consents granting access to `vertical` at time `at`.
+
+        A change takes effect at `effective_at`; until then the status before the change
+        (`prior_status`) still holds. So a withdrawal dated now blocks at once, and one
+        dated in the future leaves the grant in force until that moment.
+        """
+        at = at or timezone.now()
+        return self.filter(vertical=vertical).filter(
+            Q(status=ConsentStatus.GRANTED, effective_at__lte=at)
+            | Q(prior_status=ConsentStatus.GRANTED, effective_at__gt=at)
+        )
+
+
+class Consent(models.Model):
+    """The current consent of one person for one vertical; every change is kept in history."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="consents")
+    vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT, related_name="consents")
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    prior_status = models.CharField(max_length=10, choices=ConsentStatus.choices, blank=True)
+    effective_at = models.DateTimeField(default=timezone.now)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    objects = ConsentQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["person", "vertical"], name="consent_one_per_person_vertical"),
+        ]
+        indexes = [models.Index(fields=["vertical", "status", "effective_at"])]
+
+    def __str__(self):
+        return f"{self.person_id}/{self.vertical_id}: {self.status}"
+
+
+class VerticalRecord(models.Model):
+    """A record held in one vertical about one person (e.g. an immunization)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="records")
+    vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT, related_name="records")
+    record_type = models.CharField(max_length=60)
+    data = models.JSONField()
+    source_integration = models.ForeignKey(
+        "registry.Integration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["vertical", "updated_at"])]
+
+    def __str__(self):
+        return f"{self.record_type} of {self.person_id}"

@@ -1,0 +1,51 @@
+"""Writes to the SCP core data that the Integration Layer owns: consent changes."""
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import AuditEvent, audit_record
+from scp_portal.problems import PermissionDeniedError
+
+from .models import Consent, ConsentStatus
+
+
+def consent_record(*, person, vertical, status, actor, effective_at=None, request_id=""):
+    """Record a consent change of one person for one vertical.
+
+    It is read by every later request from the database (no cache), so a withdrawal that
+    takes effect now blocks the very next request, batch row or webhook delivery.
+    """
+    if not (actor and actor.is_active and actor.is_superuser):
+        raise PermissionDeniedError("You may not change this person's consent.")
+    now = timezone.now()
+    effective_at = effective_at or now
+    with transaction.atomic():
+        consent = Consent.objects.select_for_update().filter(person=person, vertical=vertical).first()
+        if consent is None:
+            prior = ""
+            consent = Consent(person=person, vertical=vertical)
+        else:
+            # What is in force right now becomes the prior status of this change.
+            prior = consent.status if consent.effective_at <= now else consent.prior_status
+        consent.status = status
+        consent.prior_status = prior
+        consent.effective_at = effective_at
+        consent.recorded_at = now
+        consent._change_reason = f"{status} by {actor.get_username()}"
+        consent.save()
+        audit_record(
+            event_type=AuditEvent.CONSENT_CHANGED,
+            tenant=person.tenant,
+            actor_user=actor,
+            request_id=request_id,
+            verticals=[vertical.code],
+            details={
+                "person_id": str(person.pk),
+                "status": status,
+                "prior_status": prior,
+                "effective_at": effective_at.isoformat(),
+            },
+        )
+    return consent
+
+
+__all__ = ["ConsentStatus", "consent_record"]

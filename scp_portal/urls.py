@@ -1,0 +1,10 @@
+"""Top-level URLs: the admin-centric portal, staff OIDC login and the versioned APIs."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("oidc/", include("mozilla_django_oidc.urls")),
+    path("api/v1/", include("exchange.urls")),
+    path("api/v1/governance/", include("lifecycle.api.urls")),
+]

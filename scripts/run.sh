@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The embedded default: SQLite and eager Celery tasks unless DATABASE_URL / CELERY_BROKER_URL
+# are set; migrates, seeds the demo data into an empty database, starts Keycloak and serves
+# the portal on http://127.0.0.1:${SCP_PORT:-8000} (with a Celery worker and beat when a broker is set).
+source "$(dirname "$0")/lib.sh"
+
+bash "$ROOT_DIR/scripts/venv.sh"
+command -v curl >/dev/null || apt_install curl
+bash "$ROOT_DIR/scripts/keycloak.sh"
+export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
+
+cd "$ROOT_DIR"
+py="$VENV_DIR/bin/python"
+"$py" manage.py migrate --no-input
+"$py" manage.py seed_demo --if-empty
+"$py" manage.py check
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+if [ -n "${CELERY_BROKER_URL:-}" ]; then
+  "$VENV_DIR/bin/celery" -A scp_portal worker --loglevel=INFO --concurrency=2 & pids+=($!)
+  "$VENV_DIR/bin/celery" -A scp_portal beat --loglevel=INFO --schedule "$SERVICES_DIR/celerybeat-schedule" & pids+=($!)
+fi
+log "portal on http://127.0.0.1:${SCP_PORT:-8000}/admin/ (local dev login: root / root)"
+"$py" manage.py runserver "127.0.0.1:${SCP_PORT:-8000}"

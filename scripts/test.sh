@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite on the real services: installs and starts what is missing first.
+# Extra arguments go to pytest (e.g. `make test ARGS="-k consent"`).
+source "$(dirname "$0")/lib.sh"
+
+bash "$ROOT_DIR/scripts/venv.sh"
+bash "$ROOT_DIR/scripts/services.sh"
+
+export DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
+export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
+export DJANGO_SETTINGS_MODULE=scp_portal.settings.test
+
+cd "$ROOT_DIR"
+"$VENV_DIR/bin/python" manage.py check
+"$VENV_DIR/bin/python" manage.py makemigrations --check --dry-run >/dev/null \
+  || die "models and migrations disagree: run manage.py makemigrations"
+exec "$VENV_DIR/bin/pytest" "$@"

@@ -1,0 +1,97 @@
+"""Shared fixtures. The suite runs on the real services started by `make test`:
+PostgreSQL (the test database), Redis and Keycloak (realm `scp`)."""
+import datetime
+
+import pytest
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from lifecycle import keycloak
+from scp_core.demo import seed_reference_data
+from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keycloak_is_up():
+    """Fail fast and clearly if the real Keycloak is not there (never skip)."""
+    try:
+        requests.get(f"{settings.KEYCLOAK_ISSUER}/.well-known/openid-configuration", timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.exit(f"Keycloak is not reachable at {settings.KEYCLOAK_URL}: run `make services` ({exc})", returncode=3)
+
+
+@pytest.fixture
+def demo(db):
+    """Reference data of the contract (tenants, verticals, partner, template, staff users)."""
+    seed_reference_data()
+    return {
+        "ke": Tenant.objects.get(code="ke"),
+        "ug": Tenant.objects.get(code="ug"),
+        "health": Vertical.objects.get(code="health"),
+        "education": Vertical.objects.get(code="education"),
+    }
+
+
+@pytest.fixture
+def root_user(demo):
+    return get_user_model().objects.get(username="root")
+
+
+def make_person(tenant, national_id, consents=(), **fields):
+    """A person with consents given as (vertical, status[, effective_at]) tuples."""
+    defaults = {
+        "given_name": "Test",
+        "family_name": f"Person{national_id}",
+        "birth_date": datetime.date(1990, 5, 17),
+        "sex": "F",
+        "phone": "+254700000000",
+        "district": "Nairobi",
+    }
+    person = Person.objects.create(tenant=tenant, national_id=national_id, **{**defaults, **fields})
+    earlier = timezone.now() - datetime.timedelta(days=1)
+    for vertical, status, *rest in consents:
+        Consent.objects.create(
+            person=person,
+            vertical=vertical,
+            status=status,
+            prior_status=ConsentStatus.GRANTED if status == ConsentStatus.WITHDRAWN else "",
+            effective_at=rest[0] if rest else earlier,
+        )
+    return person
+
+
+def user_token(username):
+    """A staff user's access token from Keycloak's real token endpoint (scp-cli, dev realm)."""
+    response = requests.post(
+        settings.KEYCLOAK_TOKEN_URL,
+        data={"grant_type": "password", "client_id": "scp-cli", "username": username, "password": username},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def client_token(client_id, client_secret):
+    """An integration's access token by the client-credentials grant; returns the response."""
+    return requests.post(
+        settings.KEYCLOAK_TOKEN_URL,
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        timeout=10,
+    )
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def keycloak_clients():
+    """Collects Keycloak clientIds created by a test and deletes them afterwards."""
+    created = []
+    yield created
+    for client_id in created:
+        keycloak.delete_client(client_id)
