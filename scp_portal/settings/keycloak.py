@@ -26,5 +26,7 @@ OIDC_OP_AUTHORIZATION_ENDPOINT = f"{KEYCLOAK_ISSUER}/protocol/openid-connect/aut
 OIDC_OP_TOKEN_ENDPOINT = KEYCLOAK_TOKEN_URL
 OIDC_OP_USER_ENDPOINT = f"{KEYCLOAK_ISSUER}/protocol/openid-connect/userinfo"
 OIDC_RP_SCOPES = "openid email profile"
+# Staff must already be known to the portal: a Keycloak account alone grants nothing here.
+OIDC_CREATE_USER = False
 LOGIN_REDIRECT_URL = "/admin/"
 LOGOUT_REDIRECT_URL = "/admin/"

@@ -3,7 +3,7 @@ from .base import DEBUG
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "mozilla_django_oidc.auth.OIDCAuthenticationBackend",
+    "scp_portal.auth.StaffOIDCBackend",
 ]
 
 SESSION_COOKIE_HTTPONLY = True
