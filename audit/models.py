@@ -11,6 +11,7 @@ class AuditEvent(models.TextChoices):
     VERTICAL_REVIEW = "integration.vertical_review", "vertical owner review"
     CLIENT_SECRET_ISSUED = "integration.secret_issued", "client secret issued"
     CONSENT_CHANGED = "consent.changed", "consent changed"
+    TEMPLATE_CHANGED = "registry.template_changed", "registry template revised or vetted"
 
 
 class AuditResult(models.TextChoices):

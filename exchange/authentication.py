@@ -2,6 +2,7 @@
 integration it names. Nothing else is accepted on the exchange API."""
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
@@ -21,6 +22,11 @@ class PartnerPrincipal:
     client_id: str
     token_verticals: frozenset = field(default_factory=frozenset)
     is_authenticated: bool = True
+
+    @cached_property
+    def read_fields(self):
+        """{vertical: {field: rule}} this integration may read (see Integration.effective_read_fields)."""
+        return self.integration.effective_read_fields()
 
 
 class IntegrationTokenAuthentication(BaseAuthentication):

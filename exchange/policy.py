@@ -21,19 +21,13 @@ def check_integration_state(integration, method, at=None):
         raise ApiError(403, "outside_active_window", "The integration is outside its active window.")
 
 
-def effective_verticals(principal):
-    """Strictest intersection of the token's, the integration's and the contract's verticals."""
-    integration = principal.integration
-    declared = {v.code for v in integration.verticals.all()}
-    return principal.token_verticals & declared & integration.data_contract.readable_verticals()
-
-
 def check_vertical(principal, vertical_code):
-    """The one vertical a request asks for must lie in the effective scope."""
+    """The one vertical a request asks for must lie in the effective scope: the strictest
+    intersection of the token's verticals and the integration's effective read scope."""
     if not vertical_code:
         raise ApiError(422, "validation_error", "The 'vertical' parameter is required.",
                        errors=[{"field": "vertical", "message": "required"}])
-    if vertical_code not in effective_verticals(principal):
+    if vertical_code not in principal.token_verticals or vertical_code not in principal.read_fields:
         raise ApiError(403, "vertical_not_permitted", f"Vertical '{vertical_code}' is not permitted to this integration.")
     return vertical_code
 

@@ -49,7 +49,7 @@ class GovernedAPIView(APIView):
         return code
 
     def contract_fields(self, vertical_code):
-        return self.principal.integration.data_contract.read_fields[vertical_code]
+        return self.principal.read_fields[vertical_code]
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -1,16 +1,78 @@
-"""Who may take which lifecycle action.
+"""Who may take which governance action (spec §6.2), with separation of duties.
 
-The walking skeleton grants every governance action to ROOT (Django superusers) only; the
-role model of the governance issue (tenant admins, vertical owners, the umbrella authority,
-partner users, auditors) plugs in here, so services keep calling one function.
+| action                               | who                                                        |
+| ------------------------------------ | ---------------------------------------------------------- |
+| create, submit                       | tenant admin of the tenant, partner user of the partner, ROOT |
+| review (one vertical)                | vertical owner of that tenant and vertical                 |
+| approve, reject                      | umbrella authority                                         |
+| activate, restrict, suspend,         | tenant admin of the tenant, umbrella authority, ROOT       |
+| reinstate, deprecate, archive        |                                                            |
+| rotate-secret                        | tenant admin of the tenant, partner user of the partner, ROOT |
+| change consent                       | tenant admin of the person's tenant, ROOT                  |
+| revise-template, vet-template        | umbrella authority                                         |
+
+ROOT operates the platform but takes no data-access decision (review, approve, reject).
+Auditors only read. Separation of duties: whoever created or submitted a request cannot
+review or approve it, and a reviewer cannot also approve it.
 """
 from scp_portal.problems import PermissionDeniedError
 
+from .roles import roles_of
 
-def may(actor, action, integration=None):
-    return bool(actor and actor.is_active and actor.is_superuser)
+_OPERATE = {"activate", "restrict", "suspend", "reinstate", "deprecate", "archive"}
 
 
-def require(actor, action, integration=None):
-    if not may(actor, action, integration):
-        raise PermissionDeniedError(f"You may not {action} this integration.")
+def refusal(actor, action, integration=None, *, vertical=None, tenant=None, partner=None):
+    """Why `actor` may not take `action` (a sentence), or None when they may."""
+    roles = roles_of(actor)
+    if not roles.any:
+        return "You hold no governance role."
+    tenant_id = integration.tenant_id if integration is not None else getattr(tenant, "pk", None)
+    partner_id = integration.partner_id if integration is not None else getattr(partner, "pk", None)
+    is_tenant_admin = tenant_id in roles.admin_tenants
+    is_partner_user = partner_id in roles.partners
+
+    if action in {"create", "submit"}:
+        if roles.is_root or is_tenant_admin or is_partner_user:
+            return None
+        return "Only the tenant's admin or the partner's users may request an integration."
+    if action == "review":
+        if vertical is None or (tenant_id, vertical.pk) not in roles.owned_verticals:
+            return "Only the owner of this vertical in this tenant may review it."
+        if actor.pk in {integration.created_by_id, integration.submitted_by_id}:
+            return "Whoever created or submitted a request cannot review it."
+        return None
+    if action in {"approve", "reject"}:
+        if not roles.is_umbrella:
+            return "Only the umbrella authority may approve or reject."
+        reviewers = set(integration.vertical_reviews.values_list("reviewer_id", flat=True))
+        if actor.pk in {integration.created_by_id, integration.submitted_by_id} | reviewers:
+            return "Whoever created, submitted or reviewed a request cannot approve or reject it."
+        return None
+    if action in _OPERATE:
+        if roles.is_root or roles.is_umbrella or is_tenant_admin:
+            return None
+        return "Only the tenant's admin, the umbrella authority or ROOT may do this."
+    if action == "rotate-secret":
+        if roles.is_root or is_tenant_admin or is_partner_user:
+            return None
+        return "Only the tenant's admin, the partner's users or ROOT may rotate the secret."
+    if action in {"revise-template", "vet-template"}:
+        if roles.is_umbrella:
+            return None
+        return "Only the umbrella authority curates the shared registry."
+    if action == "change-consent":
+        if roles.is_root or is_tenant_admin:
+            return None
+        return "Only the person's tenant admin or ROOT may change consent."
+    return f"Unknown action '{action}'."
+
+
+def may(actor, action, integration=None, **scope):
+    return refusal(actor, action, integration, **scope) is None
+
+
+def require(actor, action, integration=None, **scope):
+    reason = refusal(actor, action, integration, **scope)
+    if reason is not None:
+        raise PermissionDeniedError(reason)

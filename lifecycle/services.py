@@ -5,6 +5,7 @@ the audit record in the same transaction. Keycloak is only called outside transa
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.services import AuditEvent, audit_record
@@ -33,12 +34,21 @@ def integration_create(
     active_from=None,
     active_until=None,
     rate_limit_policy=None,
+    other_tenants=(),
     request_id="",
 ):
-    """Create a Draft integration, from a registry template or from scratch."""
-    require(actor, "create")
+    """Create a Draft integration, from a vetted registry template or from scratch."""
+    require(actor, "create", tenant=tenant, partner=partner)
     if template is not None:
-        data_contract = data_contract or template.data_contract
+        if not template.is_vetted:
+            raise ValidationFailedError(f"Template {template} is not vetted by the umbrella authority yet.")
+        outside = sorted({v.code for v in verticals} - {v.code for v in template.verticals.all()})
+        if outside:
+            raise ValidationFailedError(
+                "Every declared vertical must be one of the template's.",
+                errors=[{"field": "verticals", "message": f"not in template {template}: {code}"} for code in outside],
+            )
+        data_contract = template.data_contract
         purpose = purpose or template.purpose
     if data_contract is None:
         raise ValidationFailedError("An integration needs a data contract version or a template.")
@@ -67,6 +77,7 @@ def integration_create(
             **extra,
         )
         integration.verticals.set(verticals)
+        integration.other_tenants.set([t for t in other_tenants if t.pk != tenant.pk])
         audit_record(
             event_type=AuditEvent.INTEGRATION_CREATED,
             tenant=tenant,
@@ -95,6 +106,7 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
             tenant=locked.tenant,
             integration=locked,
             actor_user=actor,
+            actor="" if actor else "system",
             request_id=request_id,
             verticals=locked.vertical_codes(),
             details={"action": action, "before": before, "after": locked.status, "reason": reason, **(details or {})},
@@ -108,24 +120,33 @@ def _check_can(integration, action):
 
 
 def integration_submit(*, integration, actor, request_id=""):
+    _check_can(integration, "submit")
     require(actor, "submit", integration)
-    return _transition(integration, actor=actor, action="submit", request_id=request_id)
+    return _transition(integration, actor=actor, action="submit", request_id=request_id, by=actor)
 
 
-def integration_review(*, integration, actor, vertical, decision, reason="", request_id=""):
+def integration_review(*, integration, actor, vertical, decision, reason="", approved_fields=(), request_id=""):
     """Record one vertical owner's decision. Requested becomes Reviewed once every declared
-    vertical is approved; any rejection ends the request in Rejected with the reason."""
-    require(actor, "review", integration)
+    vertical is approved; any rejection ends the request in Rejected with the reason.
+    A reviewer may narrow the readable fields to `approved_fields` (never widen them)."""
     _check_can(integration, "review")
     if vertical not in integration.verticals.all():
         raise ValidationFailedError(f"'{vertical.code}' is not a declared vertical of this integration.")
+    require(actor, "review", integration, vertical=vertical)
     if decision == ReviewDecision.REJECT and not reason:
         raise ValidationFailedError("A rejection needs a reason.", errors=[{"field": "reason", "message": "required"}])
+    allowed = set(integration.data_contract.read_fields.get(vertical.code, {}))
+    unknown = sorted(set(approved_fields) - allowed)
+    if unknown:
+        raise ValidationFailedError(
+            "Approved fields must come from the data contract.",
+            errors=[{"field": "approved_fields", "message": f"not in {integration.data_contract_ref}: {f}"} for f in unknown],
+        )
     with transaction.atomic():
         VerticalReview.objects.update_or_create(
             integration=integration,
             vertical=vertical,
-            defaults={"decision": decision, "reason": reason, "reviewer": actor},
+            defaults={"decision": decision, "reason": reason, "reviewer": actor, "approved_fields": sorted(approved_fields)},
         )
         audit_record(
             event_type=AuditEvent.VERTICAL_REVIEW,
@@ -134,7 +155,7 @@ def integration_review(*, integration, actor, vertical, decision, reason="", req
             actor_user=actor,
             request_id=request_id,
             verticals=[vertical.code],
-            details={"decision": decision, "reason": reason},
+            details={"decision": decision, "reason": reason, "approved_fields": sorted(approved_fields)},
         )
         if decision == ReviewDecision.REJECT:
             return _transition(integration, actor=actor, action="reject", reason=reason, request_id=request_id)
@@ -147,12 +168,29 @@ def integration_review(*, integration, actor, vertical, decision, reason="", req
     return integration
 
 
-def integration_approve(*, integration, actor, request_id=""):
+def integration_approve(*, integration, actor, cross_tenant_grant=False, reason="", request_id=""):
+    """The umbrella authority's sign-off; a cross-tenant integration needs an explicit grant."""
+    _check_can(integration, "approve")
     require(actor, "approve", integration)
-    return _transition(integration, actor=actor, action="approve", request_id=request_id)
+    cross_tenant = integration.other_tenants.exists()
+    if cross_tenant and not cross_tenant_grant:
+        raise ValidationFailedError(
+            "This integration reaches other tenants: approving it needs an explicit cross-tenant grant.",
+            errors=[{"field": "cross_tenant_grant", "message": "required for a cross-tenant integration"}],
+        )
+    return _transition(
+        integration,
+        actor=actor,
+        action="approve",
+        reason=reason,
+        request_id=request_id,
+        cross_tenant_granted_by=actor if cross_tenant else None,
+        details={"cross_tenant_grant": cross_tenant},
+    )
 
 
 def integration_reject(*, integration, actor, reason, request_id=""):
+    _check_can(integration, "reject")
     require(actor, "reject", integration)
     if not reason:
         raise ValidationFailedError("A rejection needs a reason.", errors=[{"field": "reason", "message": "required"}])
@@ -169,8 +207,8 @@ def integration_activate(*, integration, actor, request_id=""):
     If the state change then fails, the client is disabled again; even if that too fails,
     the exchange refuses its tokens, since it checks the integration's state per request.
     """
-    require(actor, "activate", integration)
     _check_can(integration, "activate")
+    require(actor, "activate", integration)
     client_id = integration.client_id_for_keycloak
     try:
         kc_uuid = keycloak.ensure_client(
@@ -229,7 +267,9 @@ def _audit_secret_issued(integration, actor, request_id, action):
 
 
 def _state_change_with_client_sync(integration, *, actor, action, reason="", request_id="", **kwargs):
-    require(actor, action, integration)
+    _check_can(integration, action)
+    if actor is not None:  # None: the system's own scheduled jobs
+        require(actor, action, integration)
     integration = _transition(integration, actor=actor, action=action, reason=reason, request_id=request_id, **kwargs)
     pk = integration.pk
     transaction.on_commit(lambda: _sync_client_quietly(pk))
@@ -258,6 +298,16 @@ def integration_deprecate(*, integration, actor, replacement, reason="", request
 
 def integration_archive(*, integration, actor, reason="", request_id=""):
     return _state_change_with_client_sync(integration, actor=actor, action="archive", reason=reason, request_id=request_id)
+
+
+def integration_expire(*, integration, now=None):
+    """Move an integration past its `active_until` out of service (the scheduled job's action)."""
+    now = now or timezone.now()
+    if integration.active_until is None or integration.active_until > now:
+        return integration
+    return _state_change_with_client_sync(
+        integration, actor=None, action="suspend", reason=f"active_until {integration.active_until.isoformat()} passed"
+    )
 
 
 def integration_sync_client(integration_id):

@@ -14,3 +14,20 @@ def sync_keycloak_client_task(integration_id):
     from .services import integration_sync_client
 
     integration_sync_client(integration_id)
+
+
+@shared_task
+def expire_integrations_task():
+    """Move every integration past its `active_until` out of service, with the reason recorded."""
+    from django.utils import timezone
+
+    from registry.models import Integration, IntegrationStatus
+
+    from .services import integration_expire
+
+    now = timezone.now()
+    in_service = [IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED]
+    expired = Integration.objects.filter(status__in=in_service, active_until__lte=now).values_list("pk", flat=True)
+    for pk in expired:
+        integration_expire(integration=Integration.objects.get(pk=pk), now=now)
+    return len(expired)

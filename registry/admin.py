@@ -1,40 +1,64 @@
-from django.contrib import admin
-from simple_history.admin import SimpleHistoryAdmin
+from django.contrib import admin, messages
 
-from .models import DataContract, DataContractVersion, Integration, IntegrationTemplate, Partner, RateLimitPolicy
+from scp_portal.admin_scoping import RoleScopedAdmin, RootEditableAdmin
+from scp_portal.problems import ApiError
+
+from .models import DataContract, DataContractVersion, IntegrationTemplate, Partner, RateLimitPolicy
+from .services import template_vet
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(RootEditableAdmin):
     list_display = ("name", "slug", "partner_type")
 
 
 @admin.register(RateLimitPolicy)
-class RateLimitPolicyAdmin(admin.ModelAdmin):
+class RateLimitPolicyAdmin(RootEditableAdmin):
     list_display = ("name", "requests_per_minute", "burst")
 
 
 class DataContractVersionInline(admin.StackedInline):
     model = DataContractVersion
     extra = 0
+    readonly_fields = ("version", "read_fields", "write_schemas", "data_categories", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(DataContract)
-class DataContractAdmin(admin.ModelAdmin):
+class DataContractAdmin(RoleScopedAdmin):
+    """Contract versions are immutable once referenced; new versions are added by ROOT."""
+
     list_display = ("slug", "name")
     inlines = [DataContractVersionInline]
 
 
 @admin.register(IntegrationTemplate)
-class IntegrationTemplateAdmin(admin.ModelAdmin):
+class IntegrationTemplateAdmin(RoleScopedAdmin):
+    """The shared registry. Templates change only by new versions (registry.services)."""
+
     list_display = ("slug", "version", "name", "data_contract", "vetted_at")
+    list_filter = ("slug",)
+    actions = ["vet_selected"]
 
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.roles(request).is_umbrella:
+            actions.pop("vet_selected", None)
+        return actions
 
-@admin.register(Integration)
-class IntegrationAdmin(SimpleHistoryAdmin):
-    """The state is read-only here: it changes only through the lifecycle services."""
-
-    list_display = ("integration_name", "tenant", "partner", "status", "active_from", "active_until")
-    list_filter = ("status", "tenant")
-    search_fields = ("integration_name", "auth_client_id")
-    readonly_fields = ("integration_id", "status", "auth_client_id", "created_by", "created_at")
+    @admin.action(description="Vet the selected template versions (umbrella authority)")
+    def vet_selected(self, request, queryset):
+        for template in queryset:
+            try:
+                template_vet(template=template, actor=request.user, request_id=request.request_id)
+                self.message_user(request, f"{template} vetted.", messages.SUCCESS)
+            except ApiError as exc:
+                self.message_user(request, f"{template}: {exc.detail}", messages.ERROR)

@@ -3,6 +3,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
@@ -43,6 +45,10 @@ class RateLimitPolicy(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.requests_per_minute}/min)"
+
+
+class ImmutableError(Exception):
+    """A change to something that governance has frozen (referenced contracts, archived integrations)."""
 
 
 class DataContract(models.Model):
@@ -86,6 +92,21 @@ class DataContractVersion(models.Model):
     def readable_verticals(self):
         return set(self.read_fields)
 
+    def is_referenced(self):
+        return self.templates.exists() or self.integrations.exists()
+
+    def save(self, *args, **kwargs):
+        # A version that a template or an integration points at is what was approved:
+        # changing it would change an approval after the fact. Make a new version instead.
+        if self.pk and self.is_referenced():
+            raise ImmutableError(f"Data contract {self.ref} is referenced and can no longer change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.is_referenced():
+            raise ImmutableError(f"Data contract {self.ref} is referenced and cannot be deleted.")
+        return super().delete(*args, **kwargs)
+
 
 class IntegrationTemplate(models.Model):
     """A vetted, reusable integration definition shared across tenants (spec §4.5)."""
@@ -107,6 +128,15 @@ class IntegrationTemplate(models.Model):
     def __str__(self):
         return f"{self.slug} v{self.version}"
 
+    @property
+    def is_vetted(self):
+        return self.vetted_at is not None
+
+    def newest_vetted(self):
+        return (
+            IntegrationTemplate.objects.filter(slug=self.slug, vetted_at__isnull=False).order_by("-version").first()
+        )
+
 
 class IntegrationStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -125,9 +155,20 @@ S = IntegrationStatus
 
 
 class IntegrationQuerySet(models.QuerySet):
+    def visible_to(self, roles):
+        """Integrations a user with these `lifecycle.roles.Roles` may see."""
+        if roles.sees_everything:
+            return self
+        q = models.Q(tenant_id__in=roles.admin_tenants) | models.Q(partner_id__in=roles.partners)
+        for tenant_id, vertical_id in roles.owned_verticals:
+            q |= models.Q(tenant_id=tenant_id, verticals__id=vertical_id)
+        return self.filter(q).distinct()
+
     def for_token(self, integration_id):
         """The integration named by a partner token, with what the policy checks joined in."""
-        return self.select_related("tenant", "data_contract").prefetch_related("verticals").filter(
+        return self.select_related("tenant", "data_contract", "template").prefetch_related(
+            "verticals", "template__verticals", "vertical_reviews__vertical"
+        ).filter(
             integration_id=integration_id
         )
 
@@ -159,8 +200,18 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     replacement = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces"
     )
+    other_tenants = models.ManyToManyField(
+        Tenant, blank=True, related_name="cross_tenant_integrations",
+        help_text="Tenants beyond its own that a cross-tenant integration reaches (needs an umbrella grant).",
+    )
+    cross_tenant_granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_integrations"
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -189,6 +240,38 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     def vertical_codes(self):
         return sorted(v.code for v in self.verticals.all())
 
+    def save(self, *args, **kwargs):
+        # Archived integrations are immutable history (spec §6.2 step 7): refuse any change.
+        if self.pk and not self._state.adding:
+            stored = Integration.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            if stored == S.ARCHIVED:
+                raise ImmutableError("An archived integration is locked and cannot change.")
+        super().save(*args, **kwargs)
+
+    @property
+    def newer_template(self):
+        """The newest vetted version of its template, when newer than the one it was approved on."""
+        if self.template is None:
+            return None
+        newest = self.template.newest_vetted()
+        return newest if newest and newest.version > self.template.version else None
+
+    def effective_read_fields(self):
+        """{vertical: {field: masking rule}}: the strictest intersection of the template's and
+        the integration's verticals, the contract version's fields and what each vertical's
+        reviewer approved (a reviewer may narrow the fields, never widen them)."""
+        verticals = {v.code for v in self.verticals.all()}
+        if self.template is not None:
+            verticals &= {v.code for v in self.template.verticals.all()}
+        narrowed = {r.vertical.code: r.approved_fields for r in self.vertical_reviews.all() if r.approved_fields}
+        effective = {}
+        for code in verticals & set(self.data_contract.read_fields):
+            fields = self.data_contract.read_fields[code]
+            if code in narrowed:
+                fields = {f: rule for f, rule in fields.items() if f in narrowed[code]}
+            effective[code] = fields
+        return effective
+
     def is_in_active_window(self, at=None):
         at = at or timezone.now()
         return self.active_from <= at and (self.active_until is None or at < self.active_until)
@@ -196,8 +279,8 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     # --- transitions (spec §6.1, §6.3); bodies change fields only -------------------------
 
     @transition(field=status, source=S.DRAFT, target=S.REQUESTED)
-    def submit(self):
-        pass
+    def submit(self, by):
+        self.submitted_by = by
 
     @transition(field=status, source=S.REQUESTED, target=S.REVIEWED)
     def review(self):
@@ -208,8 +291,8 @@ class Integration(ConcurrentTransitionMixin, models.Model):
         pass
 
     @transition(field=status, source=S.REVIEWED, target=S.APPROVED)
-    def approve(self):
-        pass
+    def approve(self, cross_tenant_granted_by=None):
+        self.cross_tenant_granted_by = cross_tenant_granted_by
 
     @transition(field=status, source=S.APPROVED, target=S.ACTIVE)
     def activate(self, auth_client_id):
@@ -250,6 +333,9 @@ class VerticalReview(models.Model):
     vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT)
     decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
     reason = models.TextField(blank=True)
+    approved_fields = models.JSONField(
+        default=list, blank=True, help_text="Fields approved for reading; empty means all the contract allows."
+    )
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     decided_at = models.DateTimeField(default=timezone.now)
 
@@ -257,3 +343,10 @@ class VerticalReview(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["integration", "vertical"], name="one_review_per_vertical"),
         ]
+
+
+@receiver(m2m_changed, sender=Integration.verticals.through)
+@receiver(m2m_changed, sender=Integration.other_tenants.through)
+def _refuse_scope_change_of_archived(sender, instance, action, **kwargs):
+    if action.startswith("pre_") and isinstance(instance, Integration) and instance.status == S.ARCHIVED:
+        raise ImmutableError("An archived integration is locked and cannot change.")

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from lifecycle.models import RoleAssignment
 from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, PartnerType, RateLimitPolicy
 
 from .models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
@@ -21,8 +22,18 @@ GIVEN = ["Amina", "Brian", "Grace", "David", "Faith", "Joseph", "Mercy", "Peter"
 FAMILY = ["Otieno", "Wanjiru", "Kamau", "Mutua", "Achieng", "Okello", "Nakato", "Mugisha", "Atim",
           "Kiprop", "Njoroge", "Auma", "Ssemakula", "Namubiru", "Onyango", "Chebet", "Byaruhanga", "Akello"]
 
-STAFF_USERS = ["root", "umbrella", "auditor", "ke-admin", "ke-health-owner", "ke-education-owner",
-               "ug-admin", "ug-health-owner", "partner-user"]
+# Demo staff users (as in the dev realm) and their roles: (role, tenant, vertical, partner).
+STAFF_USERS = {
+    "root": ("root", None, None, None),
+    "umbrella": ("umbrella_authority", None, None, None),
+    "auditor": ("auditor", None, None, None),
+    "ke-admin": ("tenant_admin", "ke", None, None),
+    "ke-health-owner": ("vertical_owner", "ke", "health", None),
+    "ke-education-owner": ("vertical_owner", "ke", "education", None),
+    "ug-admin": ("tenant_admin", "ug", None, None),
+    "ug-health-owner": ("vertical_owner", "ug", "health", None),
+    "partner-user": ("partner_user", None, None, "acme-health"),
+}
 
 IMMUNIZATION_SCHEMA = {
     "type": "object",
@@ -87,8 +98,15 @@ def seed_reference_data(*, dev_passwords=False):
 
 def _seed_staff_users(*, dev_passwords):
     User = get_user_model()
-    for username in STAFF_USERS:
+    for username, (role, tenant, vertical, partner) in STAFF_USERS.items():
         user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@scp.example"})
+        RoleAssignment.objects.get_or_create(
+            user=user,
+            role=role,
+            tenant=Tenant.objects.get(code=tenant) if tenant else None,
+            vertical=Vertical.objects.get(code=vertical) if vertical else None,
+            partner=Partner.objects.get(slug=partner) if partner else None,
+        )
         if created:
             user.is_staff = True
             user.is_superuser = username == "root"

@@ -3,7 +3,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
-from scp_portal.problems import PermissionDeniedError
+from lifecycle.permissions import require
 
 from .models import Consent, ConsentStatus
 
@@ -14,8 +14,7 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
     It is read by every later request from the database (no cache), so a withdrawal that
     takes effect now blocks the very next request, batch row or webhook delivery.
     """
-    if not (actor and actor.is_active and actor.is_superuser):
-        raise PermissionDeniedError("You may not change this person's consent.")
+    require(actor, "change-consent", tenant=person.tenant)
     now = timezone.now()
     effective_at = effective_at or now
     with transaction.atomic():

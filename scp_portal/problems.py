@@ -104,7 +104,11 @@ def exception_handler(exc, context):
     from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
     from django.http import Http404
 
-    if isinstance(exc, Http404):
+    from registry.models import ImmutableError
+
+    if isinstance(exc, ImmutableError):
+        exc = InvalidTransitionError(str(exc))
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -40,6 +40,12 @@ def root_user(demo):
     return get_user_model().objects.get(username="root")
 
 
+@pytest.fixture
+def staff(demo):
+    """The contract's demo staff users by username, with their roles (seed_demo's)."""
+    return {u.username: u for u in get_user_model().objects.all()}
+
+
 def make_person(tenant, national_id, consents=(), **fields):
     """A person with consents given as (vertical, status[, effective_at]) tuples."""
     defaults = {

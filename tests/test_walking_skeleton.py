@@ -27,8 +27,10 @@ def _governance(api, token, path, body=None):
     return api.post(f"/api/v1/governance/{path}", body, format="json")
 
 
-def _activate_through_api(api, root_token, keycloak_clients, *, tenant, name):
-    response = _governance(api, root_token, "integrations/", {
+def _activate_through_api(api, keycloak_clients, *, tenant, name):
+    """Each step by its rightful role, each with a real Keycloak user token."""
+    admin, owner, umbrella = (user_token(u) for u in (f"{tenant}-admin", f"{tenant}-health-owner", "umbrella"))
+    response = _governance(api, admin, "integrations/", {
         "template": "health-records-basic", "tenant": tenant, "partner": "acme-health",
         "integration_name": name, "verticals": ["health"],
     })
@@ -36,14 +38,14 @@ def _activate_through_api(api, root_token, keycloak_clients, *, tenant, name):
     assert response.json()["status"] == "draft"
     integration_id = response.json()["integration_id"]
     keycloak_clients.append(f"scp-int-{integration_id}")
-    for action, body in [
-        ("submit", {}),
-        ("review", {"vertical": "health", "decision": "approve"}),
-        ("approve", {}),
+    for token, action, body in [
+        (admin, "submit", {}),
+        (owner, "review", {"vertical": "health", "decision": "approve"}),
+        (umbrella, "approve", {}),
     ]:
-        response = _governance(api, root_token, f"integrations/{integration_id}/{action}/", body)
+        response = _governance(api, token, f"integrations/{integration_id}/{action}/", body)
         assert response.status_code == 200, (action, response.content)
-    response = _governance(api, root_token, f"integrations/{integration_id}/activate/", {})
+    response = _governance(api, admin, f"integrations/{integration_id}/activate/", {})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "active"
@@ -64,10 +66,8 @@ def test_integration_walked_to_active_serves_only_its_tenants_consented_persons(
     ke_other_vertical = make_person(demo["ke"], "11115555", [(demo["education"], GRANTED)])
     ug_granted = make_person(demo["ug"], "22226666", [(health, GRANTED)])
 
-    root_token = user_token("root")
-    integration_id, client_id, secret = _activate_through_api(
-        api, root_token, keycloak_clients, tenant="ke", name="ACME clinic sync"
-    )
+    integration_id, client_id, secret = _activate_through_api(api, keycloak_clients, tenant="ke", name="ACME clinic sync")
+    ke_admin_token = user_token("ke-admin")
 
     # The partner obtains a token from Keycloak's real token endpoint.
     token_response = client_token(client_id, secret)
@@ -115,7 +115,7 @@ def test_integration_walked_to_active_serves_only_its_tenants_consented_persons(
     assert denied.status_code == 403 and denied.json()["code"] == "vertical_not_permitted"
 
     # Consent withdrawn through the governance API: absent from the very next request.
-    response = _governance(api, root_token, "consents/", {
+    response = _governance(api, ke_admin_token, "consents/", {
         "person_id": str(ke_granted.pk), "vertical": "health", "status": "withdrawn",
     })
     assert response.status_code == 201, response.content
@@ -128,10 +128,8 @@ def test_integration_walked_to_active_serves_only_its_tenants_consented_persons(
 
 def test_forged_foreign_and_suspended_tokens_are_refused(api, demo, keycloak_clients):
     make_person(demo["ke"], "33334444", [(demo["health"], GRANTED)])
-    root_token = user_token("root")
-    integration_id, client_id, secret = _activate_through_api(
-        api, root_token, keycloak_clients, tenant="ke", name="ACME clinic sync"
-    )
+    integration_id, client_id, secret = _activate_through_api(api, keycloak_clients, tenant="ke", name="ACME clinic sync")
+    ke_admin_token = user_token("ke-admin")
     token = client_token(client_id, secret).json()["access_token"]
 
     # Same claims and the realm's real kid, but signed by a key that is not the realm's.
@@ -159,16 +157,14 @@ def test_forged_foreign_and_suspended_tokens_are_refused(api, demo, keycloak_cli
     assert response.json()["code"] == "permission_denied"
 
     # The client of another (active) integration sees only its own tenant, never this one's.
-    _, other_client, other_secret = _activate_through_api(
-        api, root_token, keycloak_clients, tenant="ug", name="ACME Uganda"
-    )
+    _, other_client, other_secret = _activate_through_api(api, keycloak_clients, tenant="ug", name="ACME Uganda")
     other_token = client_token(other_client, other_secret).json()["access_token"]
     response = _partner_get(api, other_token, "/api/v1/persons/?vertical=health")
     assert response.status_code == 200 and response.json()["results"] == []
 
     # Suspension: the still-valid token is refused on its next request, and Keycloak
     # refuses the client new tokens.
-    response = _governance(api, root_token, f"integrations/{integration_id}/suspend/", {"reason": "violation"})
+    response = _governance(api, ke_admin_token, f"integrations/{integration_id}/suspend/", {"reason": "violation"})
     assert response.status_code == 200 and response.json()["status"] == "suspended"
     response = _partner_get(api, token, "/api/v1/persons/?vertical=health")
     assert response.status_code == 403
@@ -190,22 +186,24 @@ def test_missing_and_malformed_tokens_are_problems(api, demo):
     assert api.get("/api/v1/persons/?vertical=health").json()["code"] == "token_invalid"
 
 
-def test_activation_with_keycloak_down_changes_nothing_and_can_be_retried(api, demo, root_user, keycloak_clients, settings):
+def test_activation_with_keycloak_down_changes_nothing_and_can_be_retried(api, demo, staff, keycloak_clients, settings):
     template = IntegrationTemplate.objects.get(slug="health-records-basic")
     integration = services.integration_create(
-        actor=root_user, tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),
+        actor=staff["ke-admin"], tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),
         integration_name="retry me", verticals=[demo["health"]], template=template,
     )
     keycloak_clients.append(integration.client_id_for_keycloak)
-    integration = services.integration_submit(integration=integration, actor=root_user)
-    integration = services.integration_review(integration=integration, actor=root_user, vertical=demo["health"], decision="approve")
-    integration = services.integration_approve(integration=integration, actor=root_user)
+    integration = services.integration_submit(integration=integration, actor=staff["ke-admin"])
+    integration = services.integration_review(
+        integration=integration, actor=staff["ke-health-owner"], vertical=demo["health"], decision="approve"
+    )
+    integration = services.integration_approve(integration=integration, actor=staff["umbrella"])
 
     # Keycloak unreachable (a closed port): 503 upstream_unavailable, nothing changed.
     real_url = settings.KEYCLOAK_URL
     settings.KEYCLOAK_URL = "http://127.0.0.1:9"
     settings.KEYCLOAK_TOKEN_URL = "http://127.0.0.1:9/realms/scp/protocol/openid-connect/token"
-    api.force_authenticate(root_user)
+    api.force_authenticate(staff["ke-admin"])
     response = api.post(f"/api/v1/governance/integrations/{integration.pk}/activate/", {}, format="json")
     assert response.status_code == 503
     assert response.json()["code"] == "upstream_unavailable"

@@ -15,13 +15,15 @@ class IntegrationSerializer(serializers.ModelSerializer):
     template = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     rate_limit_policy_id = serializers.CharField(source="rate_limit_policy.name", read_only=True, default=None)
+    other_tenants = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    newer_template = serializers.SerializerMethodField()
 
     class Meta:
         model = Integration
         fields = [
             "integration_id", "tenant", "integration_name", "partner", "partner_name", "partner_type",
             "status", "verticals", "purpose", "active_from", "active_until", "data_contract_ref",
-            "template", "auth_client_id", "rate_limit_policy_id", "replacement", "created_by", "created_at",
+            "template", "newer_template", "other_tenants", "auth_client_id", "rate_limit_policy_id", "replacement", "created_by", "created_at",
         ]
         read_only_fields = fields
 
@@ -30,6 +32,10 @@ class IntegrationSerializer(serializers.ModelSerializer):
 
     def get_template(self, obj):
         return f"{obj.template.slug}@v{obj.template.version}" if obj.template else None
+
+    def get_newer_template(self, obj):
+        newer = obj.newer_template
+        return f"{newer.slug}@v{newer.version}" if newer else None
 
 
 class IntegrationCreateSerializer(serializers.Serializer):
@@ -42,6 +48,9 @@ class IntegrationCreateSerializer(serializers.Serializer):
     purpose = serializers.CharField(required=False, allow_blank=True)
     active_from = serializers.DateTimeField(required=False)
     active_until = serializers.DateTimeField(required=False, allow_null=True)
+    other_tenants = serializers.SlugRelatedField(
+        slug_field="code", queryset=Tenant.objects.all(), many=True, required=False, default=list
+    )
 
     def validate_template(self, slug):
         template = IntegrationTemplate.objects.filter(slug=slug).order_by("-version").first()
@@ -70,6 +79,12 @@ class ReviewSerializer(serializers.Serializer):
     vertical = serializers.SlugRelatedField(slug_field="code", queryset=Vertical.objects.all())
     decision = serializers.ChoiceField(choices=ReviewDecision.choices)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+    approved_fields = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class ApproveSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    cross_tenant_grant = serializers.BooleanField(required=False, default=False)
 
 
 class ReasonSerializer(serializers.Serializer):

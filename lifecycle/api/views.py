@@ -12,8 +12,10 @@ from scp_core.services import consent_record
 from scp_portal.problems import ApiError
 
 from .. import services
+from ..roles import roles_of
 from .authentication import StaffTokenAuthentication
 from .serializers import (
+    ApproveSerializer,
     ConsentChangeSerializer,
     DeprecateSerializer,
     IntegrationCreateSerializer,
@@ -28,10 +30,10 @@ class GovernanceView(APIView):
     permission_classes = [IsAuthenticated]
 
     def visible_integrations(self):
-        # Walking skeleton: only ROOT governs; the governance issue scopes this per role.
-        user = self.request.user
-        qs = Integration.objects.select_related("tenant", "partner", "data_contract__contract", "template", "created_by")
-        return qs.prefetch_related("verticals") if user.is_superuser else qs.none()
+        qs = Integration.objects.visible_to(roles_of(self.request.user))
+        return qs.select_related("tenant", "partner", "data_contract__contract", "template", "created_by").prefetch_related(
+            "verticals", "other_tenants"
+        )
 
 
 class IntegrationListView(GovernanceView):
@@ -72,7 +74,7 @@ def _with_body(service, serializer_class):
 ACTIONS = {
     "submit": _without_body(services.integration_submit),
     "review": _with_body(services.integration_review, ReviewSerializer),
-    "approve": _without_body(services.integration_approve),
+    "approve": _with_body(services.integration_approve, ApproveSerializer),
     "reject": _with_body(services.integration_reject, ReasonSerializer),
     "activate": _without_body(services.integration_activate),
     "restrict": _with_body(services.integration_restrict, ReasonSerializer),
@@ -105,7 +107,11 @@ class ConsentChangeView(GovernanceView):
         body = ConsentChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        person = Person.objects.select_related("tenant").filter(pk=data["person_id"]).first()
+        roles = roles_of(request.user)
+        persons = Person.objects.select_related("tenant")
+        if not roles.sees_everything:
+            persons = persons.filter(tenant_id__in=roles.admin_tenants)  # others' persons: not found
+        person = persons.filter(pk=data["person_id"]).first()
         if person is None:
             raise ApiError(404, "not_found", "No such person.")
         consent = consent_record(

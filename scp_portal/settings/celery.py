@@ -10,3 +10,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+
+CELERY_BEAT_SCHEDULE = {
+    # Integrations past `active_until` leave Active within a minute (the exchange already
+    # refuses them from that very moment: it checks the window per request).
+    "expire-integrations": {"task": "lifecycle.tasks.expire_integrations_task", "schedule": 60.0},
+}
