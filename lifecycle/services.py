@@ -64,7 +64,7 @@ def integration_create(
     if active_from is not None:
         extra["active_from"] = active_from
     with transaction.atomic():
-        integration = Integration.objects.create(
+        integration = Integration(
             tenant=tenant,
             partner=partner,
             integration_name=integration_name,
@@ -76,6 +76,8 @@ def integration_create(
             created_by=actor,
             **extra,
         )
+        integration._history_user = actor
+        integration.save()
         integration.verticals.set(verticals)
         integration.other_tenants.set([t for t in other_tenants if t.pk != tenant.pk])
         audit_record(
@@ -100,6 +102,7 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
         before = locked.status
         method(**kwargs)
         locked._change_reason = reason or action
+        locked._history_user = actor  # the history names the actor outside web requests too
         locked.save()
         audit_record(
             event_type=AuditEvent.INTEGRATION_TRANSITION,

@@ -30,6 +30,7 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
         consent.effective_at = effective_at
         consent.recorded_at = now
         consent._change_reason = f"{status} by {actor.get_username()}"
+        consent._history_user = actor
         consent.save()
         audit_record(
             event_type=AuditEvent.CONSENT_CHANGED,

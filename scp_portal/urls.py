@@ -2,6 +2,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+admin.site.site_header = "SCP Integration Layer"
+admin.site.site_title = "SCP Integration Layer portal"
+admin.site.index_title = "Governance portal"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("oidc/", include("mozilla_django_oidc.urls")),

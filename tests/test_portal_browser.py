@@ -1,0 +1,118 @@
+"""The approval portal in a real browser: staff sign in through the real Keycloak login page,
+a vertical owner approves from their review queue, the umbrella authority signs off and
+activates. Screenshots of each screen are saved under artifacts/screenshots/."""
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from lifecycle import services
+from registry.models import Integration, IntegrationStatus, IntegrationTemplate, Partner
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of these tests
+    # are made between browser steps, never concurrently, so Django's async guard is relaxed here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def _shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(browser, live_server, username):
+    """A fresh browser session signs in through Keycloak's own login page."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server.url}/admin/")
+    page.get_by_role("link", name="Sign in with SCP Keycloak").click()
+    page.wait_for_url("**/realms/scp/protocol/openid-connect/auth**")
+    page.fill("#username", username)
+    page.fill("#password", username)
+    page.click("#kc-login")
+    page.wait_for_url(f"{live_server.url}/admin/**")
+    assert page.locator("#logout-form").count() == 1  # signed in to the portal
+    return page
+
+
+def test_owner_and_umbrella_approve_in_the_browser_and_the_integration_ends_active(
+    browser, live_server, staff, demo, keycloak_clients
+):
+    integration = services.integration_create(
+        actor=staff["ke-admin"], tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),
+        integration_name="Clinic sync (browser)", verticals=[demo["health"]],
+        template=IntegrationTemplate.objects.get(slug="health-records-basic"),
+    )
+    keycloak_clients.append(integration.client_id_for_keycloak)
+    services.integration_submit(integration=integration, actor=staff["ke-admin"])
+
+    # The vertical owner finds the request in their queue and approves it.
+    page = _sign_in(browser, live_server, "ke-health-owner")
+    page.goto(f"{live_server.url}/admin/lifecycle/reviewrequest/")
+    _shot(page, "01-review-queue")
+    page.get_by_role("link", name="Clinic sync (browser)").click()
+    page.wait_for_selector("#governance-panel")
+    page.click('a[data-action="review"]')
+    page.check('input[name="decision"][value="approve"]')
+    _shot(page, "02-review-form")
+    page.click('input[name="confirm"]')
+    page.wait_for_selector(".messagelist")
+    assert "now Reviewed" in page.inner_text(".messagelist")
+    assert Integration.objects.get(pk=integration.pk).status == IntegrationStatus.REVIEWED
+    page.context.close()
+
+    # The umbrella authority opens the sign-off screen, sees the request beside its template
+    # and contract, approves, then activates; the secret is shown once.
+    page = _sign_in(browser, live_server, "umbrella")
+    page.goto(f"{live_server.url}/admin/lifecycle/signoffrequest/")
+    page.get_by_role("link", name="Clinic sync (browser)").click()
+    panel = page.inner_text("#governance-panel")
+    assert "health-records-basic v1" in panel and "last:4" in panel and "ACME Health" in panel
+    _shot(page, "03-sign-off")
+    page.click('a[data-action="approve"]')
+    page.click('input[name="confirm"]')
+    page.wait_for_selector(".messagelist")
+    assert "now Approved" in page.inner_text(".messagelist")
+    page.click('a[data-action="activate"]')
+    page.click('input[name="confirm"]')
+    page.wait_for_selector("#client-secret")
+    assert page.inner_text("#client-secret").strip()
+    _shot(page, "04-secret-shown-once")
+    integration = Integration.objects.get(pk=integration.pk)
+    assert integration.status == IntegrationStatus.ACTIVE
+    # Back on the integration, the secret appears nowhere.
+    page.goto(f"{live_server.url}/admin/registry/integration/{integration.pk}/change/")
+    _shot(page, "05-integration-active")
+    assert "Active" in page.inner_text("#governance-panel")
+    page.context.close()
+
+
+def test_buttons_show_only_what_the_signed_in_person_may_do(browser, live_server, staff, demo):
+    integration = services.integration_create(
+        actor=staff["ke-admin"], tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),
+        integration_name="Buttons check", verticals=[demo["health"]],
+        template=IntegrationTemplate.objects.get(slug="health-records-basic"),
+    )
+    services.integration_submit(integration=integration, actor=staff["ke-admin"])
+    page = _sign_in(browser, live_server, "auditor")
+    page.goto(f"{live_server.url}/admin/registry/integration/{integration.pk}/change/")
+    assert page.locator("a[data-action]").count() == 0
+    _shot(page, "06-auditor-read-only")
+    page.context.close()
