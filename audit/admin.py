@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from scp_portal.admin_scoping import RoleScopedAdmin
 
-from .models import AuditRecord
+from .models import AuditRecord, Incident
 
 
 @admin.register(AuditRecord)
@@ -26,3 +26,18 @@ class AuditRecordAdmin(RoleScopedAdmin):
         if roles.sees_everything:
             return queryset
         return queryset.filter(tenant_id__in=roles.admin_tenants)
+
+
+@admin.register(Incident)
+class IncidentAdmin(RoleScopedAdmin):
+    """Incidents (spec §10): for the umbrella authority, auditors and ROOT."""
+
+    list_display = ("opened_at", "severity", "kind", "tenant", "integration", "summary", "resolved_at")
+    list_filter = ("severity", "kind", ("tenant", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("summary", "request_id")
+
+    def has_module_permission(self, request):
+        return self.roles(request).sees_everything
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)

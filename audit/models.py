@@ -10,6 +10,7 @@ class AuditEvent(models.TextChoices):
     INTEGRATION_TRANSITION = "integration.transition", "integration lifecycle transition"
     VERTICAL_REVIEW = "integration.vertical_review", "vertical owner review"
     CLIENT_SECRET_ISSUED = "integration.secret_issued", "client secret issued"
+    INTEGRATION_CONTROLS = "integration.controls", "layered controls configured"
     CONSENT_CHANGED = "consent.changed", "consent changed"
     TEMPLATE_CHANGED = "registry.template_changed", "registry template revised or vetted"
 
@@ -49,3 +50,41 @@ class AuditRecord(models.Model):
 
     def __str__(self):
         return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.event_type} {self.result}"
+
+
+class IncidentSeverity(models.TextChoices):
+    LOW = "low", "low"
+    MEDIUM = "medium", "medium"
+    HIGH = "high", "high"
+    CRITICAL = "critical", "critical"
+
+
+class IncidentKind(models.TextChoices):
+    MIS_SCOPED_REQUEST = "mis_scoped_request", "mis-scoped request"
+    AUTHENTICATION_FAILURES = "authentication_failures", "repeated authentication failures"
+    RATE_LIMIT_BREACH = "rate_limit_breach", "rate limit breach"
+    VERIFICATION_FAILED = "verification_failed", "audit verification failed"
+    SCHEMA_DRIFT = "schema_drift", "external schema change"
+    DELIVERY_FAILING = "delivery_failing", "webhook endpoint failing"
+
+
+class Incident(models.Model):
+    """Something the umbrella authority and auditors must look at (spec §10)."""
+
+    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=40, choices=IncidentKind.choices)
+    severity = models.CharField(max_length=10, choices=IncidentSeverity.choices)
+    tenant = models.ForeignKey("scp_core.Tenant", null=True, blank=True, on_delete=models.PROTECT)
+    integration = models.ForeignKey(
+        "registry.Integration", null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
+    summary = models.CharField(max_length=300)
+    details = models.JSONField(default=dict)
+    request_id = models.CharField(max_length=64, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self):
+        return f"[{self.severity}] {self.summary}"

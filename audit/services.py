@@ -1,5 +1,5 @@
 """Writing the audit log. Callers write in the same transaction as the change they audit."""
-from .models import AuditEvent, AuditRecord, AuditResult
+from .models import AuditEvent, AuditRecord, AuditResult, Incident, IncidentKind, IncidentSeverity
 
 
 def audit_record(
@@ -38,4 +38,17 @@ def audit_record(
     )
 
 
-__all__ = ["AuditEvent", "AuditResult", "audit_record"]
+def incident_open(*, kind, severity, summary, tenant=None, integration=None, request_id="", details=None):
+    """Open an incident for the umbrella authority and auditors (spec §10)."""
+    return Incident.objects.create(
+        kind=kind,
+        severity=severity,
+        summary=summary[:300],
+        tenant=tenant,
+        integration=integration,
+        request_id=request_id,
+        details=details or {},
+    )
+
+
+__all__ = ["AuditEvent", "AuditResult", "IncidentKind", "IncidentSeverity", "audit_record", "incident_open"]

@@ -23,18 +23,23 @@ class PartnerPrincipal:
     token_verticals: frozenset = field(default_factory=frozenset)
     is_authenticated: bool = True
 
-    @cached_property
+    @property
     def read_fields(self):
-        """{vertical: {field: rule}} this integration may read (see Integration.effective_read_fields)."""
-        return self.integration.effective_read_fields()
+        """{vertical: {field: rule}} this integration may read, as fixed at its activation."""
+        return self.integration.read_scope
+
+    @cached_property
+    def write_scope(self):
+        """{vertical: {record_type: JSON Schema}} it may write (declared verticals × contract)."""
+        return {v.code: self.integration.writable_record_types(v.code) for v in self.integration.verticals.all()}
 
 
 class IntegrationTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         claims = tokens.verify(tokens.bearer_token(request), audience=settings.KEYCLOAK_EXCHANGE_AUDIENCE)
-        audit = request._request.scp_audit
+        audit = getattr(request._request, "scp_audit", {})
         audit["client_id"] = claims.get("azp", "")
-        audit["token"] = {k: claims.get(k) for k in ("jti", "iat", "exp")}
+        audit["token"] = {k: claims.get(k) for k in ("jti", "iat", "exp")} | {"kid": claims.get("_kid")}
         integration = _integration_of(claims)
         audit["integration"] = integration
         verticals = claims.get("verticals")

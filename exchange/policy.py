@@ -1,8 +1,13 @@
-"""The policy decisions of the exchange: each check allows or raises a denial with its code."""
+"""The policy decisions of the exchange, in the order every request meets them (issue #4):
+token → integration state and window → layered controls → rate limit → tenant → verticals →
+consent → minimization. Each check allows or raises a denial carrying its contract code."""
 from django.utils import timezone
 
+from audit.services import IncidentKind, IncidentSeverity, incident_open
 from registry.models import IntegrationStatus
 from scp_portal.problems import ApiError
+
+from . import controls, ratelimit
 
 S = IntegrationStatus
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -21,14 +26,39 @@ def check_integration_state(integration, method, at=None):
         raise ApiError(403, "outside_active_window", "The integration is outside its active window.")
 
 
-def check_vertical(principal, vertical_code):
-    """The one vertical a request asks for must lie in the effective scope: the strictest
-    intersection of the token's verticals and the integration's effective read scope."""
+def check_gate(principal, request):
+    """Everything decided before a handler runs; returns the rate-limit headers."""
+    integration = principal.integration
+    check_integration_state(integration, request.method)
+    controls.check_ip_allowlist(integration, controls.client_ip(request))
+    controls.check_api_key(integration, request)
+    controls.check_client_certificate(integration, request)
+    return ratelimit.hit(integration)
+
+
+def mis_scoped(principal, request_id, detail):
+    """§10: a mis-scoped request is denied at once and opens an incident."""
+    integration = principal.integration
+    incident_open(
+        kind=IncidentKind.MIS_SCOPED_REQUEST,
+        severity=IncidentSeverity.MEDIUM,
+        summary=f"{integration.integration_name}: {detail}",
+        tenant=integration.tenant,
+        integration=integration,
+        request_id=request_id,
+        details={"client_id": principal.client_id},
+    )
+    return ApiError(403, "vertical_not_permitted", detail)
+
+
+def require_vertical(principal, vertical_code, request_id, *, scope):
+    """The one vertical a request names must lie in the strictest intersection of the token's
+    verticals and the integration's effective `scope` (read scope or write scope)."""
     if not vertical_code:
         raise ApiError(422, "validation_error", "The 'vertical' parameter is required.",
                        errors=[{"field": "vertical", "message": "required"}])
-    if vertical_code not in principal.token_verticals or vertical_code not in principal.read_fields:
-        raise ApiError(403, "vertical_not_permitted", f"Vertical '{vertical_code}' is not permitted to this integration.")
+    if vertical_code not in principal.token_verticals or vertical_code not in scope:
+        raise mis_scoped(principal, request_id, f"Vertical '{vertical_code}' is not permitted to this integration.")
     return vertical_code
 
 

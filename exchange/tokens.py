@@ -19,7 +19,8 @@ def _jwks():
 
 
 def verify(raw_token, *, audience=None):
-    """Verify signature, `iss`, `exp`, `iat` (and `aud` when given); return the claims.
+    """Verify signature, `iss`, `exp`, `iat`, `nbf` (and `aud` when given); return the claims,
+    with the signing key's id added as `_kid` (for the audit).
 
     Raises ApiError 401 token_invalid / token_expired, or 503 when the keys cannot be had.
     """
@@ -31,19 +32,23 @@ def verify(raw_token, *, audience=None):
         raise ApiError(401, "token_invalid", "The token is not signed by a key of the realm.") from exc
     required = ["exp", "iat", "iss"] + (["aud"] if audience else [])
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             raw_token,
             signing_key.key,
             algorithms=["RS256"],
             audience=audience,
             issuer=settings.KEYCLOAK_ISSUER,
-            leeway=5,
-            options={"require": required, "verify_aud": audience is not None},
+            leeway=settings.SCP_JWT_LEEWAY_SECONDS,
+            options={"require": required, "verify_aud": audience is not None, "verify_nbf": True},
         )
     except jwt.ExpiredSignatureError as exc:
         raise ApiError(401, "token_expired", "The token has expired.") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise ApiError(401, "token_invalid", "The token is not valid yet.") from exc
     except jwt.InvalidTokenError as exc:
         raise ApiError(401, "token_invalid", f"The token is not valid: {exc}.") from exc
+    claims["_kid"] = signing_key.key_id
+    return claims
 
 
 def bearer_token(request):

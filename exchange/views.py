@@ -1,22 +1,40 @@
-"""The exchange API. Every view derives from GovernedAPIView, which authenticates the partner,
-applies the integration-level policy before any handler runs and audits every response."""
+"""The exchange API. Every view derives from GovernedAPIView, which authenticates the partner
+and applies the integration-level policy before any handler runs, scopes every read to the
+integration's tenant, and audits every response, allowed or denied."""
 import time
 
+from django.conf import settings
+from django.db.models import Count
+from django.db.models.functions import ExtractYear
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import AuditEvent, AuditResult, audit_record
-from scp_core.models import Consent, Person, Vertical
+from scp_core.models import Consent, Person, VerticalRecord
 from scp_portal.problems import ApiError
 
-from . import policy
+from . import policy, pushes
 from .authentication import IntegrationTokenAuthentication
 from .masking import minimize
+from .serializers import (
+    AggregateSerializer,
+    MinimizedPersonSerializer,
+    ProblemSerializer,
+    RecordPushSerializer,
+    RecordSerializer,
+)
+
+VERTICAL_PARAM = OpenApiParameter("vertical", OpenApiTypes.STR, required=True, description="vertical code")
+UPDATED_SINCE = OpenApiParameter("updated_since", OpenApiTypes.DATETIME, required=False)
+ERRORS = {status: ProblemSerializer for status in (401, 403, 404, 422, 429)}
 
 
-class PersonCursorPagination(CursorPagination):
+class ExchangeCursorPagination(CursorPagination):
     ordering = "id"
     page_size = 100
     max_page_size = 500
@@ -33,23 +51,41 @@ class GovernedAPIView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        request.user  # noqa: B018 -- authenticate now, so every handler runs authenticated
-        if request.user is None:
+        if request.user is None:  # authenticate now: every handler runs authenticated
             raise ApiError(401, "token_missing", "A bearer token is required.")
-        policy.check_integration_state(request.user.integration, request.method)
+        self.rate_limit_headers = policy.check_gate(request.user, request._request)
 
     @property
     def principal(self):
         return self.request.user
 
-    def scoped_vertical(self):
-        """The requested vertical, checked against the effective scope and recorded for audit."""
-        code = policy.check_vertical(self.principal, self.request.query_params.get("vertical", ""))
-        self.request._request.scp_audit["verticals"] = [code]
+    @property
+    def tenant_id(self):
+        return self.principal.integration.tenant_id
+
+    def audit_details(self, **details):
+        self.request._request.scp_audit["details"].update(details)
+
+    def read_vertical(self):
+        """The requested vertical, checked against the read scope and recorded for audit."""
+        code = self._vertical(self.request.query_params.get("vertical", ""), self.principal.read_fields)
+        self.audit_details(data_categories=sorted(self.principal.read_fields[code]))
         return code
 
-    def contract_fields(self, vertical_code):
-        return self.principal.read_fields[vertical_code]
+    def _vertical(self, code, scope):
+        self.request._request.scp_audit["verticals"] = [code] if code else []
+        return policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
+
+    def updated_since(self):
+        raw = self.request.query_params.get("updated_since")
+        if not raw:
+            return None
+        field = drf_serializers.DateTimeField()
+        try:
+            return field.to_internal_value(raw)
+        except drf_serializers.ValidationError as exc:
+            raise ApiError(422, "validation_error", "'updated_since' must be an ISO 8601 date-time.",
+                           errors=[{"field": "updated_since", "message": str(exc.detail[0])}]) from exc
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -57,6 +93,8 @@ class GovernedAPIView(APIView):
         if principal is not None and response.status_code < 400:
             for name, value in policy.deprecation_headers(principal.integration).items():
                 response[name] = value
+        for name, value in getattr(self, "rate_limit_headers", {}).items():
+            response[name] = value
         _audit_request(request, response)
         return response
 
@@ -65,7 +103,6 @@ def _audit_request(request, response):
     audit = request._request.scp_audit
     integration = audit.get("integration")
     status = response.status_code
-    code = getattr(response, "problem_code", "")
     if status < 400:
         result = AuditResult.SUCCESS
     elif status in (401, 403, 429):
@@ -80,10 +117,10 @@ def _audit_request(request, response):
         actor=audit.get("client_id", ""),
         client_id=audit.get("client_id", ""),
         request_id=getattr(request._request, "request_id", ""),
-        source_ip=request.META.get("REMOTE_ADDR"),
+        source_ip=audit.get("source_ip") or request.META.get("REMOTE_ADDR"),
         verticals=audit["verticals"],
         status_code=status,
-        error_code=code,
+        error_code=getattr(response, "problem_code", ""),
         details={
             "method": request.method,
             "path": request.path,
@@ -94,32 +131,138 @@ def _audit_request(request, response):
     )
 
 
-class PersonListView(GovernedAPIView):
-    """Persons of the integration's tenant with consent in effect now for the vertical."""
+def _consenting_persons(tenant_id, vertical_code):
+    """Persons of the tenant whose consent for the vertical is in effect now (one query)."""
+    return Person.objects.filter(tenant_id=tenant_id, id__in=Consent.objects.in_effect_for_code(vertical_code).values("person_id"))
 
+
+class PersonListView(GovernedAPIView):
+    @extend_schema(parameters=[VERTICAL_PARAM, UPDATED_SINCE], responses={200: MinimizedPersonSerializer(many=True), **ERRORS})
     def get(self, request):
-        code = self.scoped_vertical()
-        vertical = Vertical.objects.get(code=code)
-        fields = self.contract_fields(code)
-        persons = Person.objects.in_tenant(self.principal.integration.tenant_id).with_consent_in_effect(vertical)
-        paginator = PersonCursorPagination()
-        page = paginator.paginate_queryset(persons, request, view=self)
-        request._request.scp_audit["details"].update(
-            {"data_categories": sorted(fields), "consent": {"filter": "in_effect", "returned": len(page)}}
-        )
+        """Persons of the integration's tenant with consent in effect now for the vertical, minimized."""
+        code = self.read_vertical()
+        fields = self.principal.read_fields[code]
+        persons = _consenting_persons(self.tenant_id, code)
+        since = self.updated_since()
+        if since is not None:
+            persons = persons.filter(updated_at__gte=since)
+        paginator = ExchangeCursorPagination()
+        page = paginator.paginate_queryset(persons.only(*{"id", *fields}), request, view=self)
+        self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)})
         return paginator.get_paginated_response([minimize(p, fields) for p in page])
 
 
 class PersonDetailView(GovernedAPIView):
-    """One person of the integration's tenant; 404 for other tenants, 403 without consent."""
-
+    @extend_schema(parameters=[VERTICAL_PARAM], responses={200: MinimizedPersonSerializer, **ERRORS})
     def get(self, request, person_id):
-        code = self.scoped_vertical()
-        fields = self.contract_fields(code)
-        person = get_object_or_404(Person.objects.in_tenant(self.principal.integration.tenant_id), pk=person_id)
-        consented = Consent.objects.in_effect(Vertical.objects.get(code=code)).filter(person=person).exists()
-        request._request.scp_audit["details"]["consent"] = {"person_id": str(person.pk), "allowed": consented}
+        """One person of the integration's tenant: 404 for any other tenant, 403 without consent."""
+        code = self.read_vertical()
+        person = get_object_or_404(Person.objects.filter(tenant_id=self.tenant_id), pk=person_id)
+        consented = Consent.objects.in_effect_for_code(code).filter(person=person).exists()
+        self.audit_details(consent={"checked": 1, "allowed": int(consented), "denied": [str(person.pk)] if not consented else []})
         if not consented:
             raise ApiError(403, "consent_denied", "The person's consent for this vertical is not in effect.")
-        request._request.scp_audit["details"]["data_categories"] = sorted(fields)
-        return Response(minimize(person, fields))
+        return Response(minimize(person, self.principal.read_fields[code]))
+
+
+def _record_json(record):
+    return {
+        "id": str(record.id),
+        "person_id": str(record.person_id),
+        "vertical": record.vertical.code,
+        "record_type": record.record_type,
+        "data": record.data,
+        "created_at": record.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": record.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+class RecordListView(GovernedAPIView):
+    @extend_schema(parameters=[VERTICAL_PARAM, UPDATED_SINCE], responses={200: RecordSerializer(many=True), **ERRORS})
+    def get(self, request):
+        """Records of the contract's record types in the vertical, of consenting persons of the tenant."""
+        code = self.read_vertical()
+        types = sorted(self.principal.integration.data_contract.write_schemas.get(code, {}))
+        records = VerticalRecord.objects.select_related("vertical").filter(
+            vertical__code=code,
+            record_type__in=types,
+            person__tenant_id=self.tenant_id,
+            person_id__in=Consent.objects.in_effect_for_code(code).values("person_id"),
+        )
+        since = self.updated_since()
+        if since is not None:
+            records = records.filter(updated_at__gte=since)
+        paginator = ExchangeCursorPagination()
+        page = paginator.paginate_queryset(records, request, view=self)
+        self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)}, record_types=types)
+        return paginator.get_paginated_response([_record_json(r) for r in page])
+
+    @extend_schema(
+        request=RecordPushSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False)],
+        responses={201: RecordSerializer, 409: ProblemSerializer, **ERRORS},
+    )
+    def post(self, request):
+        """Push one record; validated against the contract's JSON Schema; Idempotency-Key honoured."""
+        if len(request.body) > settings.SCP_MAX_PUSH_BYTES:
+            raise ApiError(413, "payload_too_large", f"A push may carry at most {settings.SCP_MAX_PUSH_BYTES} bytes.")
+        body = RecordPushSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        self._vertical(data["vertical"], self.principal.write_scope)
+        status, payload = pushes.push_record(
+            integration=self.principal.integration,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            person_id=data["person_id"],
+            vertical_code=data["vertical"],
+            record_type=data["record_type"],
+            data=data["data"],
+            raw_body=request.body,
+            on_details=self.audit_details,
+        )
+        return Response(payload, status=status)
+
+
+GROUPS = {
+    "district": ("district", "district"),
+    "sex": ("sex", "sex"),
+    "birth_year": ("birth_year", ExtractYear("birth_date")),
+}
+
+
+class AggregateView(GovernedAPIView):
+    @extend_schema(
+        parameters=[VERTICAL_PARAM, OpenApiParameter("group_by", OpenApiTypes.STR, enum=sorted(GROUPS), required=False)],
+        responses={200: AggregateSerializer, **ERRORS},
+    )
+    def get(self, request):
+        """Counts of consenting persons of the tenant; cells below the threshold are suppressed."""
+        code = self.read_vertical()
+        group_by = request.query_params.get("group_by") or None
+        if group_by is not None and group_by not in GROUPS:
+            raise ApiError(422, "validation_error", f"'group_by' must be one of {', '.join(sorted(GROUPS))}.",
+                           errors=[{"field": "group_by", "message": "unknown grouping"}])
+        threshold = settings.SCP_AGGREGATE_MIN_CELL
+        persons = _consenting_persons(self.tenant_id, code)
+        cells = []
+        total = persons.count() if group_by is None else None
+        if group_by is not None:
+            name, expression = GROUPS[group_by]
+            rows = persons.annotate(**({name: expression} if name == "birth_year" else {})).values(name).annotate(n=Count("id")).order_by(name)
+            for row in rows:
+                small = row["n"] < threshold
+                cells.append({"group": None if row[name] is None else str(row[name]), "count": None if small else row["n"], "suppressed": small})
+            total = sum(row["n"] for row in rows)
+            if any(cell["suppressed"] for cell in cells):
+                total = 0  # the total would give away the suppressed cells by difference
+        self.audit_details(consent={"checked": "in_effect filter", "aggregated": total}, aggregate=group_by or "total")
+        small_total = total < threshold
+        return Response({
+            "vertical": code,
+            "group_by": group_by,
+            "min_cell": threshold,
+            "total": None if small_total else total,
+            "total_suppressed": small_total,
+            "cells": cells,
+        })
+

@@ -6,7 +6,8 @@
 | review (one vertical)                | vertical owner of that tenant and vertical                 |
 | approve, reject                      | umbrella authority                                         |
 | activate, restrict, suspend,         | tenant admin of the tenant, umbrella authority, ROOT       |
-| reinstate, deprecate, archive        |                                                            |
+| reinstate, deprecate, archive,       |                                                            |
+| configure (layered controls)         |                                                            |
 | rotate-secret                        | tenant admin of the tenant, partner user of the partner, ROOT |
 | change consent                       | tenant admin of the person's tenant, ROOT                  |
 | revise-template, vet-template        | umbrella authority                                         |
@@ -19,7 +20,7 @@ from scp_portal.problems import PermissionDeniedError
 
 from .roles import roles_of
 
-_OPERATE = {"activate", "restrict", "suspend", "reinstate", "deprecate", "archive"}
+_OPERATE = {"activate", "restrict", "suspend", "reinstate", "deprecate", "archive", "configure"}
 
 
 def refusal(actor, action, integration=None, *, vertical=None, tenant=None, partner=None):

@@ -330,3 +330,52 @@ def _sync_client_quietly(integration_id):
         from .tasks import sync_keycloak_client_task
 
         sync_keycloak_client_task.delay(str(integration_id))
+
+
+def integration_configure_controls(
+    *, integration, actor, ip_allowlist=None, high_risk=None, client_cert_sha256=None, rate_limit_policy=None,
+    issue_api_key=False, request_id="",
+):
+    """Set the layered controls of spec §7.2. Returns (integration, api_key or None); a new
+    API key is returned once and only its hash is stored."""
+    from exchange.controls import new_api_key
+
+    require(actor, "configure", integration)
+    changes, api_key = {}, None
+    if ip_allowlist is not None:
+        changes["ip_allowlist"] = _valid_cidrs(ip_allowlist)
+    if high_risk is not None:
+        changes["high_risk"] = bool(high_risk)
+    if client_cert_sha256 is not None:
+        changes["client_cert_sha256"] = client_cert_sha256.lower().replace(":", "")
+    if rate_limit_policy is not None:
+        changes["rate_limit_policy"] = rate_limit_policy
+    if issue_api_key:
+        api_key, changes["api_key_prefix"], changes["api_key_hash"] = new_api_key()
+    with transaction.atomic():
+        locked = Integration.objects.select_for_update().get(pk=integration.pk)
+        before = {name: str(getattr(locked, name)) for name in changes if name != "api_key_hash"}
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        locked._change_reason = "controls configured"
+        locked._history_user = actor
+        locked.save()
+        audit_record(
+            event_type=AuditEvent.INTEGRATION_CONTROLS,
+            tenant=locked.tenant,
+            integration=locked,
+            actor_user=actor,
+            request_id=request_id,
+            verticals=locked.vertical_codes(),
+            details={"before": before, "after": {n: str(getattr(locked, n)) for n in before}, "api_key_issued": issue_api_key},
+        )
+    return locked, api_key
+
+
+def _valid_cidrs(values):
+    import ipaddress
+
+    try:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in values]
+    except ValueError as exc:
+        raise ValidationFailedError("The IP allowlist must hold CIDRs.", errors=[{"field": "ip_allowlist", "message": str(exc)}]) from exc

@@ -166,9 +166,7 @@ class IntegrationQuerySet(models.QuerySet):
 
     def for_token(self, integration_id):
         """The integration named by a partner token, with what the policy checks joined in."""
-        return self.select_related("tenant", "data_contract", "template").prefetch_related(
-            "verticals", "template__verticals", "vertical_reviews__vertical"
-        ).filter(
+        return self.select_related("tenant", "data_contract", "rate_limit_policy").filter(
             integration_id=integration_id
         )
 
@@ -200,6 +198,15 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     replacement = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces"
     )
+    # The read scope fixed at activation: {vertical: {field: masking rule}} (see
+    # effective_read_fields). Stored so the governed request path reads it with the record.
+    read_scope = models.JSONField(default=dict, blank=True, editable=False)
+    # Layered controls (spec §7.2).
+    ip_allowlist = models.JSONField(default=list, blank=True, help_text="CIDRs allowed to call; empty: any.")
+    api_key_prefix = models.CharField(max_length=12, blank=True, help_text="First characters of the API key, to identify it.")
+    api_key_hash = models.CharField(max_length=128, blank=True, editable=False)
+    high_risk = models.BooleanField(default=False, help_text="High-risk integrations must present their pinned client certificate (mTLS).")
+    client_cert_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 fingerprint (hex) of the pinned client certificate.")
     other_tenants = models.ManyToManyField(
         Tenant, blank=True, related_name="cross_tenant_integrations",
         help_text="Tenants beyond its own that a cross-tenant integration reaches (needs an umbrella grant).",
@@ -256,6 +263,12 @@ class Integration(ConcurrentTransitionMixin, models.Model):
         newest = self.template.newest_vetted()
         return newest if newest and newest.version > self.template.version else None
 
+    def writable_record_types(self, vertical_code):
+        """{record_type: JSON Schema} this integration may write in a vertical it declared."""
+        if vertical_code not in {v.code for v in self.verticals.all()}:
+            return {}
+        return self.data_contract.write_schemas.get(vertical_code, {})
+
     def effective_read_fields(self):
         """{vertical: {field: masking rule}}: the strictest intersection of the template's and
         the integration's verticals, the contract version's fields and what each vertical's
@@ -297,6 +310,7 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=S.APPROVED, target=S.ACTIVE)
     def activate(self, auth_client_id):
         self.auth_client_id = auth_client_id
+        self.read_scope = self.effective_read_fields()
 
     @transition(field=status, source=S.ACTIVE, target=S.RESTRICTED)
     def restrict(self):

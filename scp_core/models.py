@@ -94,8 +94,15 @@ class ConsentQuerySet(models.QuerySet):
         (`prior_status`) still holds. So a withdrawal dated now blocks at once, and one
         dated in the future leaves the grant in force until that moment.
         """
+        return self.filter(vertical=vertical).in_effect_at(at)
+
+    def in_effect_for_code(self, vertical_code, at=None):
+        """As in_effect, by vertical code (joined in the same query)."""
+        return self.filter(vertical__code=vertical_code).in_effect_at(at)
+
+    def in_effect_at(self, at=None):
         at = at or timezone.now()
-        return self.filter(vertical=vertical).filter(
+        return self.filter(
             Q(status=ConsentStatus.GRANTED, effective_at__lte=at)
             | Q(prior_status=ConsentStatus.GRANTED, effective_at__gt=at)
         )

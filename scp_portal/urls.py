@@ -1,6 +1,11 @@
 """Top-level URLs: the admin-centric portal, staff OIDC login and the versioned APIs."""
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAuthenticated
+
+from exchange.authentication import IntegrationTokenAuthentication
 
 admin.site.site_header = "SCP Integration Layer"
 admin.site.site_title = "SCP Integration Layer portal"
@@ -10,5 +15,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("exchange.urls")),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(
+            authentication_classes=[SessionAuthentication, IntegrationTokenAuthentication],
+            permission_classes=[IsAuthenticated],
+        ),
+        name="api-schema",
+    ),
     path("api/v1/governance/", include("lifecycle.api.urls")),
 ]

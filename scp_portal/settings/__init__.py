@@ -7,3 +7,4 @@ from .database import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
 from .keycloak import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
+from .exchange import *  # noqa: F401,F403

@@ -1,0 +1,54 @@
+"""Shapes of the exchange API: input validation and the OpenAPI document; no writes here."""
+from rest_framework import serializers
+
+
+class MinimizedPersonSerializer(serializers.Serializer):
+    """A person as the data contract lets this integration see them: only the contract's
+    fields for the vertical, each masked by its rule (so the set of keys varies)."""
+
+    id = serializers.UUIDField()
+
+    class Meta:
+        ref_name = "MinimizedPerson"
+
+
+class RecordSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    person_id = serializers.UUIDField()
+    vertical = serializers.CharField()
+    record_type = serializers.CharField()
+    data = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class RecordPushSerializer(serializers.Serializer):
+    person_id = serializers.UUIDField()
+    vertical = serializers.CharField(max_length=40)
+    record_type = serializers.CharField(max_length=60)
+    data = serializers.DictField()
+
+
+class AggregateCellSerializer(serializers.Serializer):
+    group = serializers.CharField(allow_null=True)
+    count = serializers.IntegerField(allow_null=True, help_text="null when suppressed")
+    suppressed = serializers.BooleanField()
+
+
+class AggregateSerializer(serializers.Serializer):
+    vertical = serializers.CharField()
+    group_by = serializers.CharField(allow_null=True)
+    min_cell = serializers.IntegerField()
+    total = serializers.IntegerField(allow_null=True)
+    total_suppressed = serializers.BooleanField()
+    cells = AggregateCellSerializer(many=True)
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    request_id = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField())
