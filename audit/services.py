@@ -21,6 +21,7 @@ def audit_record(
     """Append one audit record and return it."""
     if actor_user is not None and not actor:
         actor = actor_user.get_username()
+    details = _storable(details or {})
     return AuditRecord.objects.create(
         event_type=event_type,
         result=result,
@@ -34,8 +35,19 @@ def audit_record(
         verticals=sorted(verticals),
         status_code=status_code,
         error_code=error_code,
-        details=details or {},
+        details=details,
     )
+
+
+def _storable(value):
+    """PostgreSQL text and jsonb refuse NUL characters, which hostile input may carry."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return value
 
 
 def incident_open(*, kind, severity, summary, tenant=None, integration=None, request_id="", details=None):

@@ -1,6 +1,8 @@
 """The policy decisions of the exchange, in the order every request meets them (issue #4):
 token → integration state and window → layered controls → rate limit → tenant → verticals →
 consent → minimization. Each check allows or raises a denial carrying its contract code."""
+import re
+
 from django.utils import timezone
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
@@ -10,6 +12,7 @@ from scp_portal.problems import ApiError
 from . import controls, ratelimit
 
 S = IntegrationStatus
+_VERTICAL_CODE = re.compile(r"[a-z0-9_-]{1,40}")
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -57,6 +60,9 @@ def require_vertical(principal, vertical_code, request_id, *, scope):
     if not vertical_code:
         raise ApiError(422, "validation_error", "The 'vertical' parameter is required.",
                        errors=[{"field": "vertical", "message": "required"}])
+    if not _VERTICAL_CODE.fullmatch(vertical_code):
+        raise ApiError(422, "validation_error", "The 'vertical' parameter is not a vertical code.",
+                       errors=[{"field": "vertical", "message": "lowercase letters, digits, '_' or '-'"}])
     if vertical_code not in principal.token_verticals or vertical_code not in scope:
         raise mis_scoped(principal, request_id, f"Vertical '{vertical_code}' is not permitted to this integration.")
     return vertical_code

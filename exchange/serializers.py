@@ -22,6 +22,19 @@ class RecordSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class _Page(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="cursor link to the next page")
+    previous = serializers.URLField(allow_null=True)
+
+
+class PersonPageSerializer(_Page):
+    results = MinimizedPersonSerializer(many=True)
+
+
+class RecordPageSerializer(_Page):
+    results = RecordSerializer(many=True)
+
+
 class RecordPushSerializer(serializers.Serializer):
     person_id = serializers.UUIDField()
     vertical = serializers.CharField(max_length=40)

@@ -8,7 +8,7 @@ from django.db.models import Count
 from django.db.models.functions import ExtractYear
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -24,14 +24,24 @@ from .masking import minimize
 from .serializers import (
     AggregateSerializer,
     MinimizedPersonSerializer,
+    PersonPageSerializer,
     ProblemSerializer,
+    RecordPageSerializer,
     RecordPushSerializer,
     RecordSerializer,
 )
 
 VERTICAL_PARAM = OpenApiParameter("vertical", OpenApiTypes.STR, required=True, description="vertical code")
 UPDATED_SINCE = OpenApiParameter("updated_since", OpenApiTypes.DATETIME, required=False)
-ERRORS = {status: ProblemSerializer for status in (401, 403, 404, 422, 429)}
+PAGE_PARAMS = [
+    OpenApiParameter("cursor", OpenApiTypes.STR, required=False, description="from the `next` link"),
+    OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description="1 to 500"),
+]
+# Errors are application/problem+json (RFC 9457); documented as such for every operation.
+ERRORS = {
+    status: OpenApiResponse(ProblemSerializer, description="problem details (application/problem+json)")
+    for status in (401, 403, 404, 413, 422, 429, 503)
+}
 
 
 class ExchangeCursorPagination(CursorPagination):
@@ -73,8 +83,9 @@ class GovernedAPIView(APIView):
         return code
 
     def _vertical(self, code, scope):
-        self.request._request.scp_audit["verticals"] = [code] if code else []
-        return policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
+        code = policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
+        self.request._request.scp_audit["verticals"] = [code]
+        return code
 
     def updated_since(self):
         raw = self.request.query_params.get("updated_since")
@@ -137,7 +148,7 @@ def _consenting_persons(tenant_id, vertical_code):
 
 
 class PersonListView(GovernedAPIView):
-    @extend_schema(parameters=[VERTICAL_PARAM, UPDATED_SINCE], responses={200: MinimizedPersonSerializer(many=True), **ERRORS})
+    @extend_schema(operation_id="persons_list", parameters=[VERTICAL_PARAM, UPDATED_SINCE, *PAGE_PARAMS], responses={200: PersonPageSerializer, **ERRORS})
     def get(self, request):
         """Persons of the integration's tenant with consent in effect now for the vertical, minimized."""
         code = self.read_vertical()
@@ -153,7 +164,7 @@ class PersonListView(GovernedAPIView):
 
 
 class PersonDetailView(GovernedAPIView):
-    @extend_schema(parameters=[VERTICAL_PARAM], responses={200: MinimizedPersonSerializer, **ERRORS})
+    @extend_schema(operation_id="persons_retrieve", parameters=[VERTICAL_PARAM], responses={200: MinimizedPersonSerializer, **ERRORS})
     def get(self, request, person_id):
         """One person of the integration's tenant: 404 for any other tenant, 403 without consent."""
         code = self.read_vertical()
@@ -178,7 +189,7 @@ def _record_json(record):
 
 
 class RecordListView(GovernedAPIView):
-    @extend_schema(parameters=[VERTICAL_PARAM, UPDATED_SINCE], responses={200: RecordSerializer(many=True), **ERRORS})
+    @extend_schema(operation_id="records_list", parameters=[VERTICAL_PARAM, UPDATED_SINCE, *PAGE_PARAMS], responses={200: RecordPageSerializer, **ERRORS})
     def get(self, request):
         """Records of the contract's record types in the vertical, of consenting persons of the tenant."""
         code = self.read_vertical()
@@ -198,9 +209,10 @@ class RecordListView(GovernedAPIView):
         return paginator.get_paginated_response([_record_json(r) for r in page])
 
     @extend_schema(
+        operation_id="records_push",
         request=RecordPushSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False)],
-        responses={201: RecordSerializer, 409: ProblemSerializer, **ERRORS},
+        responses={201: RecordSerializer, 409: OpenApiResponse(ProblemSerializer), **ERRORS},
     )
     def post(self, request):
         """Push one record; validated against the contract's JSON Schema; Idempotency-Key honoured."""
@@ -232,6 +244,7 @@ GROUPS = {
 
 class AggregateView(GovernedAPIView):
     @extend_schema(
+        operation_id="aggregates_retrieve",
         parameters=[VERTICAL_PARAM, OpenApiParameter("group_by", OpenApiTypes.STR, enum=sorted(GROUPS), required=False)],
         responses={200: AggregateSerializer, **ERRORS},
     )

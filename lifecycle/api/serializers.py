@@ -27,13 +27,13 @@ class IntegrationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_verticals(self, obj):
+    def get_verticals(self, obj) -> list[str]:
         return obj.vertical_codes()
 
-    def get_template(self, obj):
+    def get_template(self, obj) -> str | None:
         return f"{obj.template.slug}@v{obj.template.version}" if obj.template else None
 
-    def get_newer_template(self, obj):
+    def get_newer_template(self, obj) -> str | None:
         newer = obj.newer_template
         return f"{newer.slug}@v{newer.version}" if newer else None
 

@@ -1,5 +1,7 @@
 """The governance API of the contract: thin views over lifecycle.services."""
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
@@ -37,9 +39,12 @@ class GovernanceView(APIView):
 
 
 class IntegrationListView(GovernanceView):
+    @extend_schema(operation_id="governance_integrations_list", responses=IntegrationSerializer(many=True))
     def get(self, request):
         return Response(IntegrationSerializer(self.visible_integrations(), many=True).data)
 
+    @extend_schema(operation_id="governance_integrations_create", request=IntegrationCreateSerializer,
+                   responses={201: IntegrationSerializer})
     def post(self, request):
         serializer = IntegrationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -50,6 +55,7 @@ class IntegrationListView(GovernanceView):
 
 
 class IntegrationDetailView(GovernanceView):
+    @extend_schema(operation_id="governance_integrations_retrieve", responses=IntegrationSerializer)
     def get(self, request, integration_id):
         integration = get_object_or_404(self.visible_integrations(), pk=integration_id)
         return Response(IntegrationSerializer(integration).data)
@@ -87,6 +93,13 @@ ACTIONS = {
 
 
 class IntegrationActionView(GovernanceView):
+    @extend_schema(
+        operation_id="governance_integrations_action",
+        request=OpenApiTypes.OBJECT,
+        responses=IntegrationSerializer,
+        description="Take one lifecycle action: " + ", ".join(ACTIONS) + ". `activate` and `rotate-secret` "
+        "answer with `client_id` and `client_secret`, shown once.",
+    )
     def post(self, request, integration_id, action):
         run = ACTIONS.get(action)
         if run is None:
@@ -103,6 +116,7 @@ class IntegrationActionView(GovernanceView):
 class ConsentChangeView(GovernanceView):
     """Record a consent change; effective for every later request, batch row and delivery."""
 
+    @extend_schema(operation_id="governance_consents_create", request=ConsentChangeSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         body = ConsentChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
