@@ -12,7 +12,8 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
     """Record a consent change of one person for one vertical.
 
     It is read by every later request from the database (no cache), so a withdrawal that
-    takes effect now blocks the very next request, batch row or webhook delivery.
+    takes effect now blocks the very next request, batch row or webhook delivery: it is in
+    force from `effective_at` or from its commit, whichever is later.
     """
     require(actor, "change-consent", tenant=person.tenant)
     now = timezone.now()
