@@ -13,6 +13,9 @@ class AuditEvent(models.TextChoices):
     INTEGRATION_CONTROLS = "integration.controls", "layered controls configured"
     CONSENT_CHANGED = "consent.changed", "consent changed"
     TEMPLATE_CHANGED = "registry.template_changed", "registry template revised or vetted"
+    AUDIT_EXPORTED = "audit.exported", "audit exported"
+    AUDIT_PURGED = "audit.purged", "audit segments purged by retention"
+    AUDIT_VERIFY_FAILED = "audit.verify_failed", "audit verification failed"
 
 
 class AuditResult(models.TextChoices):
@@ -88,3 +91,37 @@ class Incident(models.Model):
 
     def __str__(self):
         return f"[{self.severity}] {self.summary}"
+
+
+class AuditSeal(models.Model):
+    """A record's place in its chain (one chain per tenant, plus `_platform` for requests
+    that name no tenant): `hash` = SHA-256(prev_hash, canonical record). Inserted by the
+    sealer in commit order, so concurrent writers never fork the chain."""
+
+    chain = models.CharField(max_length=16)
+    seq = models.BigIntegerField()
+    record = models.OneToOneField(
+        AuditRecord, on_delete=models.DO_NOTHING, db_constraint=False, related_name="seal"
+    )
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_seal_chain_seq_unique")]
+
+
+class AuditCheckpoint(models.Model):
+    """An Ed25519 signature over a chain's hash at a sequence number. An anchor is the
+    checkpoint a retention purge leaves behind: the chain verifies from it on."""
+
+    chain = models.CharField(max_length=16)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.CharField(max_length=40, help_text="ISO 8601, as signed")
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=100)
+    is_anchor = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["chain", "seq"])]

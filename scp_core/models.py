@@ -12,6 +12,9 @@ class Tenant(models.Model):
 
     code = models.SlugField(max_length=8, unique=True, help_text="Country code, e.g. 'ke'.")
     name = models.CharField(max_length=100)
+    audit_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Audit records older than this are purged by whole sealed segments; empty keeps them."
+    )
 
     class Meta:
         ordering = ["code"]

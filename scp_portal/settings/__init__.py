@@ -8,3 +8,4 @@ from .celery import *  # noqa: F401,F403
 from .keycloak import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
 from .exchange import *  # noqa: F401,F403
+from .audit import *  # noqa: F401,F403

@@ -15,4 +15,7 @@ CELERY_BEAT_SCHEDULE = {
     # Integrations past `active_until` leave Active within a minute (the exchange already
     # refuses them from that very moment: it checks the window per request).
     "expire-integrations": {"task": "lifecycle.tasks.expire_integrations_task", "schedule": 60.0},
+    # Audit records are covered by the hash chain from their sealing on: every few seconds.
+    "seal-audit": {"task": "audit.tasks.seal_audit_task", "schedule": 5.0},
+    "purge-audit": {"task": "audit.tasks.purge_audit_task", "schedule": 3600.0},
 }

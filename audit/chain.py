@@ -1,0 +1,155 @@
+"""The tamper-evident chain: sealing records in commit order, signing checkpoints, and
+verifying a live chain. Hashing rules live in the standalone verifier and are imported from it.
+
+Design (see README "Audit"): the request path only INSERTs audit records, with no lock. A
+sealer (Celery beat, every few seconds, and before every export or verification) takes a
+per-chain advisory lock, appends every not-yet-sealed record of the chain in id order to the
+chain, and signs a checkpoint over the new head. A record is covered from its sealing on.
+"""
+import datetime
+import zlib
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import AuditCheckpoint, AuditRecord, AuditSeal
+from .signing import key_id, public_key_b64, sign
+from .verifier.scp_audit_verify import GENESIS, checkpoint_message, link_hash, signature_valid
+
+PLATFORM_CHAIN = "_platform"
+
+
+def chain_of(record):
+    return record.tenant.code if record.tenant_id else PLATFORM_CHAIN
+
+
+def record_document(record):
+    """The canonical content of a record that is hashed (and exported)."""
+    return {
+        "id": record.id,
+        "occurred_at": record.occurred_at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "event_type": record.event_type,
+        "request_id": record.request_id,
+        "tenant": record.tenant.code if record.tenant_id else None,
+        "integration": str(record.integration_id) if record.integration_id else None,
+        "actor": record.actor,
+        "client_id": record.client_id,
+        "source_ip": record.source_ip,
+        "verticals": record.verticals,
+        "result": record.result,
+        "status_code": record.status_code,
+        "error_code": record.error_code,
+        "details": record.details,
+    }
+
+
+def _records_of(chain):
+    qs = AuditRecord.objects.select_related("tenant")
+    return qs.filter(tenant__isnull=True) if chain == PLATFORM_CHAIN else qs.filter(tenant__code=chain)
+
+
+def _lock(chain):
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5C9A, zlib.crc32(chain.encode()) & 0x7FFFFFFF])
+
+
+def chain_head(chain):
+    """(seq, hash) of the chain's newest seal, or of its anchor, or of the genesis."""
+    last = AuditSeal.objects.filter(chain=chain).order_by("-seq").first()
+    if last is not None:
+        return last.seq, last.hash
+    anchor = AuditCheckpoint.objects.filter(chain=chain, is_anchor=True).order_by("-seq").first()
+    return (anchor.seq, anchor.hash) if anchor else (0, GENESIS)
+
+
+def checkpoint(chain, seq, hash_, *, is_anchor=False):
+    signed_at = timezone.now().isoformat()
+    return AuditCheckpoint.objects.create(
+        chain=chain, seq=seq, hash=hash_, signed_at=signed_at, key_id=key_id(),
+        signature=sign(checkpoint_message(chain, seq, hash_, signed_at)), is_anchor=is_anchor,
+    )
+
+
+def seal_chain(chain):
+    """Append every unsealed record of the chain to it; returns how many were sealed."""
+    sealed = 0
+    while True:
+        with transaction.atomic():
+            _lock(chain)
+            seq, prev = chain_head(chain)
+            pending = list(_records_of(chain).filter(seal__isnull=True).order_by("id")[: settings.SCP_AUDIT_SEAL_BATCH])
+            if not pending:
+                return sealed
+            seals = []
+            for record in pending:
+                seq += 1
+                digest = link_hash(prev, record_document(record))
+                seals.append(AuditSeal(chain=chain, seq=seq, record_id=record.id, prev_hash=prev, hash=digest))
+                prev = digest
+            AuditSeal.objects.bulk_create(seals)
+            checkpoint(chain, seq, prev)
+            sealed += len(seals)
+
+
+def chains_with_pending():
+    codes = AuditRecord.objects.filter(seal__isnull=True).values_list("tenant__code", flat=True).distinct()
+    return sorted({code or PLATFORM_CHAIN for code in codes})
+
+
+def seal_all():
+    return {chain: seal_chain(chain) for chain in chains_with_pending()}
+
+
+class ChainBroken(Exception):
+    def __init__(self, record_id, seq, reason):
+        self.record_id, self.seq, self.reason = record_id, seq, reason
+        super().__init__(f"record {record_id} (seq {seq}): {reason}")
+
+
+def verify_chain(chain, *, chunk=2000):
+    """Verify the live chain from its anchor; returns the number of records checked or raises
+    ChainBroken naming the first bad record."""
+    public_key = public_key_b64()
+    anchor = AuditCheckpoint.objects.filter(chain=chain, is_anchor=True).order_by("-seq").first()
+    seq, prev = (anchor.seq, anchor.hash) if anchor else (0, GENESIS)
+    if anchor and not signature_valid(public_key, checkpoint_message(chain, anchor.seq, anchor.hash, anchor.signed_at), anchor.signature):
+        raise ChainBroken(None, anchor.seq, "the retention anchor's signature is invalid")
+    checkpoints = {
+        c.seq: c for c in AuditCheckpoint.objects.filter(chain=chain, seq__gt=seq, is_anchor=False)
+    }
+    checked, last_record_id, last_sealed_at = 0, 0, None
+    seals = AuditSeal.objects.filter(chain=chain, seq__gt=seq).order_by("seq")
+    for start in range(0, 1 << 62, chunk):
+        batch = list(seals[start:start + chunk])
+        if not batch:
+            break
+        records = {r.id: r for r in AuditRecord.objects.select_related("tenant").filter(id__in=[s.record_id for s in batch])}
+        for seal in batch:
+            if seal.seq != seq + 1:
+                raise ChainBroken(seal.record_id, seal.seq, f"sequence jumps from {seq} (seals removed)")
+            if seal.prev_hash != prev:
+                raise ChainBroken(seal.record_id, seal.seq, "does not link to the record before it")
+            record = records.get(seal.record_id)
+            if record is None:
+                raise ChainBroken(seal.record_id, seal.seq, "the record was deleted")
+            if link_hash(prev, record_document(record)) != seal.hash:
+                raise ChainBroken(seal.record_id, seal.seq, "content does not match its hash (altered)")
+            point = checkpoints.get(seal.seq)
+            if point is not None:
+                message = checkpoint_message(chain, point.seq, point.hash, point.signed_at)
+                if point.hash != seal.hash or not signature_valid(public_key, message, point.signature):
+                    raise ChainBroken(seal.record_id, seal.seq, "differs from the signed checkpoint")
+            seq, prev = seal.seq, seal.hash
+            last_record_id, last_sealed_at = max(last_record_id, seal.record_id), seal.sealed_at
+            checked += 1
+    if last_sealed_at is not None:
+        grace = datetime.timedelta(seconds=settings.SCP_AUDIT_SEAL_GRACE_SECONDS)
+        stray = (
+            _records_of(chain).filter(seal__isnull=True, id__lt=last_record_id, occurred_at__lt=last_sealed_at - grace)
+            .order_by("id").first()
+        )
+        if stray is not None:
+            raise ChainBroken(stray.id, None, "is not in the sealed chain though older than it (inserted)")
+    return checked

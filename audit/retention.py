@@ -1,0 +1,54 @@
+"""Retention per tenant policy: whole sealed segments older than the tenant's retention are
+removed, leaving a signed anchor from which the chain still verifies; the purge is audited."""
+import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .chain import _lock, checkpoint, seal_chain
+from .models import AuditCheckpoint, AuditRecord, AuditSeal
+from .services import AuditEvent, audit_record
+
+
+def purge_tenant(tenant, *, now=None):
+    """Purge the tenant's segments older than its retention; returns the records removed."""
+    if not tenant.audit_retention_days:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=tenant.audit_retention_days)
+    chain = tenant.code
+    seal_chain(chain)
+    with transaction.atomic():
+        _lock(chain)
+        # A segment ends at a checkpoint; purge up to the newest checkpoint whose records
+        # are all older than the cutoff, so only whole segments go.
+        newest_young = AuditSeal.objects.filter(chain=chain, record__occurred_at__gte=cutoff).order_by("seq").first()
+        limit = newest_young.seq - 1 if newest_young else None
+        points = AuditCheckpoint.objects.filter(chain=chain, is_anchor=False)
+        if limit is not None:
+            points = points.filter(seq__lte=limit)
+        end = points.order_by("-seq").first()
+        if end is None:
+            return 0
+        doomed = AuditSeal.objects.filter(chain=chain, seq__lte=end.seq)
+        record_ids = list(doomed.values_list("record_id", flat=True))
+        if not record_ids:
+            return 0
+        checkpoint(chain, end.seq, end.hash, is_anchor=True)
+        # The append-only triggers let rows go only inside this flagged transaction.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL scp.audit_maintenance = 'on'")
+        AuditCheckpoint.objects.filter(chain=chain, seq__lt=end.seq).delete()
+        AuditCheckpoint.objects.filter(chain=chain, seq=end.seq, is_anchor=False).delete()
+        doomed.delete()
+        AuditRecord.objects.filter(id__in=record_ids).delete()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL scp.audit_maintenance = 'off'")
+        audit_record(
+            event_type=AuditEvent.AUDIT_PURGED, tenant=tenant, actor="system",
+            details={"records": len(record_ids), "through_seq": end.seq, "anchor_hash": end.hash,
+                     "retention_days": tenant.audit_retention_days},
+        )
+    return len(record_ids)

@@ -1,0 +1,18 @@
+"""Celery tasks of the audit trail."""
+from celery import shared_task
+
+
+@shared_task
+def seal_audit_task():
+    from .chain import seal_all
+
+    return seal_all()
+
+
+@shared_task
+def purge_audit_task():
+    from scp_core.models import Tenant
+
+    from .retention import purge_tenant
+
+    return {t.code: purge_tenant(t) for t in Tenant.objects.filter(audit_retention_days__isnull=False)}
