@@ -125,3 +125,37 @@ class AuditCheckpoint(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["chain", "seq"])]
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+
+
+class AuditExportJob(models.Model):
+    """An export requested from the portal; run by a Celery task, its progress shown live."""
+
+    tenant = models.ForeignKey("scp_core.Tenant", on_delete=models.PROTECT)
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    records_done = models.PositiveIntegerField(default=0)
+    records_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"audit export of {self.tenant.code} ({self.status})"
+
+    @property
+    def percent(self):
+        if self.status == ExportStatus.COMPLETED:
+            return 100
+        return int(100 * self.records_done / self.records_total) if self.records_total else 0

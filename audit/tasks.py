@@ -16,3 +16,11 @@ def purge_audit_task():
     from .retention import purge_tenant
 
     return {t.code: purge_tenant(t) for t in Tenant.objects.filter(audit_retention_days__isnull=False)}
+
+
+@shared_task
+def run_audit_export_task(job_id):
+    """Run one portal-requested export: claim it, export with progress, zip it."""
+    from .portal_exports import run_export_job
+
+    return run_export_job(job_id)

@@ -8,6 +8,7 @@ import time
 import redis
 from django.conf import settings
 
+from audit.services import IncidentKind, IncidentSeverity, incident_open
 from scp_portal.problems import ApiError
 
 _client = None
@@ -30,27 +31,43 @@ def limit_of(integration):
     return policy.requests_per_minute + policy.burst
 
 
-def hit(integration, now=None):
-    """Count one request; return (limit, remaining, reset_seconds) or raise 429 rate_limited."""
+def count(name, now=None):
+    """Count one event in the current one-minute window, shared by all processes; returns
+    (count in this window, seconds until the window resets)."""
     now = now or time.time()
     window = int(now // WINDOW_SECONDS)
     reset = WINDOW_SECONDS - int(now % WINDOW_SECONDS)
-    limit = limit_of(integration)
-    key = f"scp:rl:{integration.pk}:{window}"
+    key = f"scp:{name}:{window}"
     if settings.SCP_REDIS_URL:
         try:
             pipe = _redis().pipeline()
             pipe.incr(key)
             pipe.expire(key, WINDOW_SECONDS + 5, nx=True)
-            count = pipe.execute()[0]
+            return pipe.execute()[0], reset
         except redis.RedisError as exc:
             # Fail closed: an enforcement boundary does not serve what it cannot count.
             raise ApiError(503, "upstream_unavailable", "The rate limiter is unavailable.") from exc
-    else:  # embedded default only: one process, no Redis
-        with _local_lock:
-            count = _local_counts[key] = _local_counts.get(key, 0) + 1
-    remaining = max(limit - count, 0)
-    headers = {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset)}
-    if count > limit:
+    with _local_lock:  # embedded default only: one process, no Redis
+        _local_counts[key] = _local_counts.get(key, 0) + 1
+        return _local_counts[key], reset
+
+
+def hit(integration, now=None):
+    """Count one request; return the RateLimit headers or raise 429 rate_limited (the first
+    refusal in a window opens a rate-limit-breach incident, spec §10)."""
+    limit = limit_of(integration)
+    used, reset = count(f"rl:{integration.pk}", now)
+    headers = {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(limit - used, 0)), "RateLimit-Reset": str(reset)}
+    if used > limit:
+        if used == limit + 1:
+            _breach_incident(integration, limit)
         raise ApiError(429, "rate_limited", "Rate limit exceeded; retry later.", headers={**headers, "Retry-After": str(reset)})
     return headers
+
+
+def _breach_incident(integration, limit):
+    incident_open(
+        kind=IncidentKind.RATE_LIMIT_BREACH, severity=IncidentSeverity.LOW,
+        summary=f"{integration.integration_name}: more than {limit} requests in a minute",
+        tenant=integration.tenant, integration=integration,
+    )

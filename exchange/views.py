@@ -14,11 +14,11 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import AuditEvent, AuditResult, audit_record
+from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.models import Consent, Person, VerticalRecord
 from scp_portal.problems import ApiError
 
-from . import policy, pushes
+from . import controls, policy, pushes, ratelimit
 from .authentication import IntegrationTokenAuthentication
 from .masking import minimize
 from .serializers import (
@@ -56,7 +56,9 @@ class GovernedAPIView(APIView):
     permission_classes = []
 
     def initialize_request(self, request, *args, **kwargs):
-        request.scp_audit = {"started": time.perf_counter(), "verticals": [], "details": {}}
+        request.scp_audit = {
+            "started": time.perf_counter(), "verticals": [], "details": {}, "source_ip": controls.client_ip(request),
+        }
         return super().initialize_request(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
@@ -83,6 +85,7 @@ class GovernedAPIView(APIView):
         return code
 
     def _vertical(self, code, scope):
+        self.audit_details(verticals_requested=[code[:40]], verticals_effective=sorted(self.principal.token_verticals & set(scope)))
         code = policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
         self.request._request.scp_audit["verticals"] = [code]
         return code
@@ -114,6 +117,8 @@ def _audit_request(request, response):
     audit = request._request.scp_audit
     integration = audit.get("integration")
     status = response.status_code
+    if status == 401:
+        _count_authentication_failure(audit.get("source_ip"), getattr(request._request, "request_id", ""))
     if status < 400:
         result = AuditResult.SUCCESS
     elif status in (401, 403, 429):
@@ -140,6 +145,20 @@ def _audit_request(request, response):
             **audit["details"],
         },
     )
+
+
+def _count_authentication_failure(source_ip, request_id):
+    """§10: repeated authentication failures from one address open an incident (once a window)."""
+    try:
+        failures, _ = ratelimit.count(f"authfail:{source_ip}")
+    except ApiError:
+        return  # the counter is down: the request itself was already refused
+    if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
+        incident_open(
+            kind=IncidentKind.AUTHENTICATION_FAILURES, severity=IncidentSeverity.MEDIUM,
+            summary=f"{failures} failed authentications from {source_ip} within a minute",
+            request_id=request_id, details={"source_ip": source_ip},
+        )
 
 
 def _consenting_persons(tenant_id, vertical_code):

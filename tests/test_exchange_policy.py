@@ -302,3 +302,20 @@ def test_list_page_runs_a_handful_of_queries_without_n_plus_1(api, world, demo):
         response = call(api, partner.token, f"{PERSONS}&page_size=50")
     assert len(response.json()["results"]) == 50
     assert len(large.captured_queries) == len(small.captured_queries) <= 4, [q["sql"][:120] for q in large.captured_queries]
+
+
+def test_repeated_authentication_failures_and_rate_limit_breaches_open_incidents(api, world, staff, settings):
+    partner, _ = world
+    settings.SCP_AUTH_FAILURE_THRESHOLD = 3
+    address = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"  # a fresh counter per run
+    for _ in range(4):
+        call(api, "garbage", PERSONS, HTTP_X_REAL_IP=address)
+    failures = Incident.objects.filter(kind=IncidentKind.AUTHENTICATION_FAILURES)
+    assert failures.count() == 1 and failures.get().details["source_ip"] == address
+    assert last_audit().source_ip == address
+    policy = RateLimitPolicy.objects.create(name=f"one-{uuid.uuid4().hex[:6]}", requests_per_minute=1, burst=0)
+    services.integration_configure_controls(integration=partner.integration, actor=staff["ke-admin"], rate_limit_policy=policy)
+    for _ in range(3):
+        call(api, partner.token, PERSONS)
+    breach = Incident.objects.filter(kind=IncidentKind.RATE_LIMIT_BREACH, integration=partner.integration)
+    assert breach.count() == 1

@@ -12,3 +12,8 @@ SCP_AUDIT_SIGNING_KEY = env("SCP_AUDIT_SIGNING_KEY", _dev_key) if DEBUG else env
 # Records not yet sealed this long after the newest seal are reported as inserted.
 SCP_AUDIT_SEAL_GRACE_SECONDS = env_int("SCP_AUDIT_SEAL_GRACE_SECONDS", 300)
 SCP_AUDIT_SEAL_BATCH = env_int("SCP_AUDIT_SEAL_BATCH", 5000)
+
+from .base import BASE_DIR  # noqa: E402
+
+# Where portal-requested audit exports are written (one folder and one zip per job).
+SCP_EXPORT_DIR = env("SCP_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))

@@ -15,3 +15,5 @@ SCP_AGGREGATE_MIN_CELL = env_int("SCP_AGGREGATE_MIN_CELL", 5)
 SCP_IDEMPOTENCY_TTL_HOURS = env_int("SCP_IDEMPOTENCY_TTL_HOURS", 24)
 # Largest JSON body a push may have.
 SCP_MAX_PUSH_BYTES = env_int("SCP_MAX_PUSH_BYTES", 64 * 1024)
+# Failed authentications from one address within a minute that open an incident.
+SCP_AUTH_FAILURE_THRESHOLD = env_int("SCP_AUTH_FAILURE_THRESHOLD", 10)
