@@ -14,6 +14,7 @@ class AuditEvent(models.TextChoices):
     CONSENT_CHANGED = "consent.changed", "consent changed"
     TEMPLATE_CHANGED = "registry.template_changed", "registry template revised or vetted"
     AUDIT_EXPORTED = "audit.exported", "audit exported"
+    BATCH_IMPORT = "batch.import_completed", "batch import completed"
     AUDIT_PURGED = "audit.purged", "audit segments purged by retention"
     AUDIT_VERIFY_FAILED = "audit.verify_failed", "audit verification failed"
 

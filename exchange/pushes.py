@@ -11,7 +11,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from scp_core.models import Consent, Person, Vertical, VerticalRecord
 from scp_portal.problems import ApiError
 
-from .models import IdempotencyRecord
+from .events import emit
+from .models import EventType, IdempotencyRecord
 
 
 def contract_errors(data, schema):
@@ -55,7 +56,7 @@ def push_record(*, integration, idempotency_key, person_id, vertical_code, recor
             on_details(idempotency={"key": idempotency_key, "replayed": True})
             return replay
     validate_against_contract(integration, vertical_code, record_type, data)
-    person = Person.objects.filter(tenant_id=integration.tenant_id, pk=person_id).first()
+    person = Person.objects.select_related("tenant").filter(tenant_id=integration.tenant_id, pk=person_id).first()
     if person is None:
         raise ApiError(404, "not_found", "No such person in this tenant.")
     consented = Consent.objects.in_effect_for_code(vertical_code).filter(person=person).exists()
@@ -74,6 +75,11 @@ def push_record(*, integration, idempotency_key, person_id, vertical_code, recor
                 "created_at": record.created_at.isoformat().replace("+00:00", "Z"),
                 "updated_at": record.updated_at.isoformat().replace("+00:00", "Z"),
             }
+            emit(
+                event_type=EventType.RECORD_CREATED, tenant=person.tenant, vertical=vertical, person_id=person.pk,
+                integration=integration,
+                data={"record_id": body["id"], "person_id": str(person.pk), "vertical": vertical_code, "record_type": record_type},
+            )
             if idempotency_key:
                 IdempotencyRecord.objects.create(
                     integration=integration, key=idempotency_key, request_hash=request_hash,

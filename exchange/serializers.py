@@ -65,3 +65,50 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     request_id = serializers.CharField()
     errors = serializers.ListField(child=serializers.DictField())
+
+
+class SubscriptionCreateSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=500)
+    event_types = serializers.ListField(child=serializers.CharField(max_length=40), min_length=1, max_length=10)
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.URLField()
+    event_types = serializers.ListField(child=serializers.CharField())
+    active = serializers.BooleanField()
+    secret = serializers.CharField(required=False, help_text="whsec_... shown once, at creation")
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    data = serializers.DictField()
+
+
+class EventFeedSerializer(serializers.Serializer):
+    events = EventSerializer(many=True)
+    next_cursor = serializers.IntegerField()
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    vertical = serializers.CharField(max_length=40)
+    record_type = serializers.CharField(max_length=60)
+
+
+class ImportJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["queued", "running", "completed", "failed"])
+    vertical = serializers.CharField()
+    record_type = serializers.CharField()
+    format = serializers.CharField()
+    rows_total = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    rows_failed = serializers.IntegerField()
+    rows_per_second = serializers.FloatField()
+    eta_seconds = serializers.IntegerField(allow_null=True)
+    errors_url = serializers.URLField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

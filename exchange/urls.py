@@ -7,4 +7,10 @@ urlpatterns = [
     path("persons/<uuid:person_id>/", views.PersonDetailView.as_view(), name="exchange-person"),
     path("records/", views.RecordListView.as_view(), name="exchange-records"),
     path("aggregates/", views.AggregateView.as_view(), name="exchange-aggregates"),
+    path("subscriptions/", views.SubscriptionView.as_view(), name="exchange-subscriptions"),
+    path("events/", views.EventFeedView.as_view(), name="exchange-events"),
+    path("imports/", views.ImportCreateView.as_view(), name="exchange-imports"),
+    path("imports/<uuid:job_id>/", views.ImportDetailView.as_view(), name="exchange-import"),
+    path("imports/<uuid:job_id>/resume/", views.ImportResumeView.as_view(), name="exchange-import-resume"),
+    path("imports/<uuid:job_id>/errors/", views.ImportErrorsView.as_view(), name="exchange-import-errors"),
 ]

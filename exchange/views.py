@@ -1,28 +1,39 @@
 """The exchange API. Every view derives from GovernedAPIView, which authenticates the partner
 and applies the integration-level policy before any handler runs, scopes every read to the
 integration's tenant, and audits every response, allowed or denied."""
+import csv
+import io
 import time
 
 from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import ExtractYear
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
-from scp_core.models import Consent, Person, VerticalRecord
+from scp_core.models import Consent, Person, Vertical, VerticalRecord
 from scp_portal.problems import ApiError
 
-from . import controls, policy, pushes, ratelimit
+from . import batch, controls, policy, pushes, ratelimit, webhooks
+from . import events as events_module
+from .models import Event, EventType, ImportJob, Subscription
 from .authentication import IntegrationTokenAuthentication
 from .masking import minimize
 from .serializers import (
     AggregateSerializer,
+    EventFeedSerializer,
+    ImportJobSerializer,
+    ImportUploadSerializer,
+    SubscriptionCreateSerializer,
+    SubscriptionSerializer,
     MinimizedPersonSerializer,
     PersonPageSerializer,
     ProblemSerializer,
@@ -298,3 +309,135 @@ class AggregateView(GovernedAPIView):
             "cells": cells,
         })
 
+
+
+class SubscriptionView(GovernedAPIView):
+    @extend_schema(operation_id="subscriptions_list", responses={200: SubscriptionSerializer(many=True), **ERRORS})
+    def get(self, request):
+        """The integration's webhook subscriptions (secrets are not shown again)."""
+        subscriptions = Subscription.objects.filter(integration=self.principal.integration).order_by("created_at")
+        return Response([
+            {"id": str(s.id), "url": s.url, "event_types": s.event_types, "active": s.active} for s in subscriptions
+        ])
+
+    @extend_schema(operation_id="subscriptions_create", request=SubscriptionCreateSerializer,
+                   responses={201: SubscriptionSerializer, **ERRORS})
+    def post(self, request):
+        """Subscribe an HTTPS endpoint to event types; the signing secret is answered once."""
+        body = SubscriptionCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        types = body.validated_data["event_types"]
+        unknown = sorted(set(types) - set(EventType.values))
+        if unknown:
+            raise ApiError(422, "validation_error", "Unknown event types.",
+                           errors=[{"field": "event_types", "message": f"unknown: {t}"} for t in unknown])
+        webhooks.check_target(body.validated_data["url"])
+        subscription = Subscription.objects.create(
+            integration=self.principal.integration, url=body.validated_data["url"], event_types=sorted(set(types)),
+            secret=webhooks.new_secret(),
+        )
+        self.audit_details(subscription=str(subscription.id), event_types=subscription.event_types)
+        return Response({"id": str(subscription.id), "url": subscription.url, "event_types": subscription.event_types,
+                         "active": True, "secret": subscription.secret}, status=201, headers={"Cache-Control": "no-store"})
+
+
+class EventFeedView(GovernedAPIView):
+    @extend_schema(
+        operation_id="events_list",
+        parameters=[OpenApiParameter("cursor", OpenApiTypes.INT, required=False, description="the last event id seen"),
+                    OpenApiParameter("limit", OpenApiTypes.INT, required=False, description="1 to 500")],
+        responses={200: EventFeedSerializer, **ERRORS},
+    )
+    def get(self, request):
+        """The pull feed: events after `cursor` that the integration may see now."""
+        try:
+            cursor = int(request.query_params.get("cursor") or 0)
+            limit = min(max(int(request.query_params.get("limit") or 100), 1), 500)
+        except ValueError as exc:
+            raise ApiError(422, "validation_error", "'cursor' and 'limit' must be integers.") from exc
+        integration = self.principal.integration
+        events = list(
+            Event.objects.filter(tenant_id=integration.tenant_id, id__gt=cursor).select_related("vertical", "tenant")
+            .order_by("id")[:limit]
+        )
+        visible = [e for e in events if events_module.visible_to(e, integration)]
+        self.audit_details(events={"scanned": len(events), "returned": len(visible)})
+        return Response({
+            "events": [{"id": e.id, **events_module.body_of(e)} for e in visible],
+            "next_cursor": events[-1].id if events else cursor,
+        })
+
+
+def _import_json(request, job):
+    return {
+        "id": str(job.id),
+        "status": job.status,
+        "vertical": job.vertical.code,
+        "record_type": job.record_type,
+        "format": job.file_format,
+        "rows_total": job.rows_total,
+        "rows_done": job.rows_done,
+        "rows_failed": job.rows_failed,
+        **batch.progress(job),
+        "errors_url": request.build_absolute_uri(f"/api/v1/imports/{job.id}/errors/"),
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+class ImportCreateView(GovernedAPIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="imports_create",
+        request={"multipart/form-data": ImportUploadSerializer},
+        responses={202: ImportJobSerializer, 415: OpenApiResponse(ProblemSerializer), **ERRORS},
+    )
+    def post(self, request):
+        """Upload a CSV (header `person_id` + the record type's fields) or NDJSON file."""
+        body = ImportUploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        code = self._vertical(body.validated_data["vertical"], self.principal.write_scope)
+        job = batch.import_create(
+            integration=self.principal.integration, vertical=Vertical.objects.get(code=code),
+            record_type=body.validated_data["record_type"], upload=body.validated_data["file"],
+        )
+        self.audit_details(import_job=str(job.id), rows_total=job.rows_total)
+        return Response(_import_json(request, job), status=202)
+
+
+class _ImportJobView(GovernedAPIView):
+    def job(self, job_id):
+        """Only the integration's own jobs: another's id is not found."""
+        return get_object_or_404(ImportJob.objects.select_related("vertical"), pk=job_id, integration=self.principal.integration)
+
+
+class ImportDetailView(_ImportJobView):
+    @extend_schema(operation_id="imports_retrieve", responses={200: ImportJobSerializer, **ERRORS})
+    def get(self, request, job_id):
+        """The job's status and progress (rows done, rows/s, ETA)."""
+        return Response(_import_json(request, self.job(job_id)))
+
+
+class ImportResumeView(_ImportJobView):
+    @extend_schema(operation_id="imports_resume", request=None, responses={202: ImportJobSerializer, 409: OpenApiResponse(ProblemSerializer), **ERRORS})
+    def post(self, request, job_id):
+        """Resume a failed or abandoned job from its checkpoint."""
+        job = self.job(job_id)
+        batch.import_resume(job)
+        job.refresh_from_db()
+        return Response(_import_json(request, job), status=202)
+
+
+class ImportErrorsView(_ImportJobView):
+    @extend_schema(operation_id="imports_errors", responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
+    def get(self, request, job_id):
+        """The per-row error report as CSV: line, field, message."""
+        job = self.job(job_id)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["line", "field", "message"])
+        for row in job.row_errors.order_by("line").iterator():
+            for problem in row.errors:
+                writer.writerow([row.line, problem.get("field") or "", problem.get("message", "")])
+        return HttpResponse(out.getvalue(), content_type="text/csv")

@@ -9,6 +9,8 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.services import AuditEvent, audit_record
+from exchange.events import emit
+from exchange.models import EventType
 from registry.models import Integration, IntegrationStatus, ReviewDecision, VerticalReview
 from scp_portal.problems import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
 
@@ -113,6 +115,10 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
             request_id=request_id,
             verticals=locked.vertical_codes(),
             details={"action": action, "before": before, "after": locked.status, "reason": reason, **(details or {})},
+        )
+        emit(
+            event_type=EventType.INTEGRATION_STATUS_CHANGED, tenant=locked.tenant, integration=locked,
+            data={"integration_id": str(locked.pk), "before": before, "after": locked.status},
         )
     return locked
 

@@ -145,6 +145,8 @@ class VerticalRecord(models.Model):
     source_integration = models.ForeignKey(
         "registry.Integration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The row's natural key in a batch import ("<job id>:<line>"), so a resumed job never duplicates.
+    import_key = models.CharField(max_length=80, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -46,6 +46,14 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
                 "effective_at": effective_at.isoformat(),
             },
         )
+        if status == ConsentStatus.WITHDRAWN:
+            from exchange.events import emit
+            from exchange.models import EventType
+
+            emit(
+                event_type=EventType.CONSENT_WITHDRAWN, tenant=person.tenant, vertical=vertical, person_id=person.pk,
+                data={"person_id": str(person.pk), "vertical": vertical.code, "effective_at": effective_at.isoformat()},
+            )
     return consent
 
 

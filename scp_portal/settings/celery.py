@@ -1,5 +1,5 @@
 """Celery on Redis; with no broker configured, tasks run eagerly (embedded default only)."""
-from .envtools import env, env_bool
+from .envtools import env, env_bool, env_int
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)
@@ -18,4 +18,11 @@ CELERY_BEAT_SCHEDULE = {
     # Audit records are covered by the hash chain from their sealing on: every few seconds.
     "seal-audit": {"task": "audit.tasks.seal_audit_task", "schedule": 5.0},
     "purge-audit": {"task": "audit.tasks.purge_audit_task", "schedule": 3600.0},
+    # Due webhook deliveries, including any the broker never carried (the outbox holds them).
+    "deliver-due-webhooks": {"task": "exchange.tasks.deliver_due_webhooks_task", "schedule": 5.0},
+    # Batch imports whose worker died resume from their checkpoint.
+    "resume-stalled-imports": {
+        "task": "exchange.tasks.resume_stalled_imports_task",
+        "schedule": float(env_int("SCP_IMPORT_SWEEP_SECONDS", 15)),
+    },
 }

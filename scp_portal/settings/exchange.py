@@ -1,6 +1,7 @@
 """The partner exchange: proxies, rate limits, aggregates and idempotency."""
+from .base import BASE_DIR, DEBUG
 from .celery import CELERY_BROKER_URL
-from .envtools import env, env_int, env_list
+from .envtools import env, env_bool, env_int, env_list
 
 # Only these addresses may tell us the client's address and certificate (the TLS terminator).
 SCP_TRUSTED_PROXIES = env_list("SCP_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
@@ -17,3 +18,11 @@ SCP_IDEMPOTENCY_TTL_HOURS = env_int("SCP_IDEMPOTENCY_TTL_HOURS", 24)
 SCP_MAX_PUSH_BYTES = env_int("SCP_MAX_PUSH_BYTES", 64 * 1024)
 # Failed authentications from one address within a minute that open an incident.
 SCP_AUTH_FAILURE_THRESHOLD = env_int("SCP_AUTH_FAILURE_THRESHOLD", 10)
+# Webhook receivers on loopback over plain HTTP: development and tests only.
+SCP_WEBHOOK_ALLOW_LOOPBACK = env_bool("SCP_WEBHOOK_ALLOW_LOOPBACK", DEBUG)
+# Batch imports: where uploads are kept, their largest size, and after how long without a
+# heartbeat a running job counts as abandoned and is resumed by the sweeper.
+SCP_IMPORT_DIR = env("SCP_IMPORT_DIR", str(BASE_DIR / "var" / "imports"))
+SCP_MAX_IMPORT_BYTES = env_int("SCP_MAX_IMPORT_BYTES", 100 * 1024 * 1024)
+SCP_IMPORT_STALE_SECONDS = env_int("SCP_IMPORT_STALE_SECONDS", 60)
+SCP_IMPORT_SWEEP_SECONDS = env_int("SCP_IMPORT_SWEEP_SECONDS", 15)

@@ -14,4 +14,6 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # The tests of append-only behaviour switch it off on their own connection.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c scp.audit_maintenance=on"
 
+SCP_WEBHOOK_ALLOW_LOOPBACK = True  # the tests' webhook receivers listen on 127.0.0.1
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,239 @@
+"""Batch imports (push, file-based): upload, then a Celery job validates every row against
+the data contract and the policy (tenant, vertical, consent) and writes in chunks. Each chunk
+and its checkpoint commit together, and rows carry their natural key, so a job resumed after
+any crash continues where it stopped, never writing a row twice nor losing one."""
+import csv
+import datetime
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from jsonschema import Draft202012Validator, FormatChecker
+
+from audit.services import AuditEvent, audit_record
+from scp_core.models import Consent, Person, VerticalRecord
+from scp_portal.problems import ApiError
+
+from .models import ImportJob, ImportRowError, ImportStatus
+
+logger = logging.getLogger(__name__)
+CHUNK_ROWS = 2000
+
+
+def _import_dir():
+    path = Path(settings.SCP_IMPORT_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _columns_of(schema):
+    return list(schema.get("properties", {}))
+
+
+def import_create(*, integration, vertical, record_type, upload):
+    """Store an uploaded file (streamed to disk, size-limited) and queue its job."""
+    schema = integration.writable_record_types(vertical.code).get(record_type)
+    if schema is None:
+        raise ApiError(422, "contract_violation", f"Record type '{record_type}' is not in the data contract for '{vertical.code}'.")
+    name = upload.name.lower()
+    file_format = "ndjson" if name.endswith((".ndjson", ".jsonl")) else "csv" if name.endswith(".csv") else None
+    if file_format is None:
+        raise ApiError(415, "unsupported_media_type", "Upload a .csv (with a header row) or an .ndjson file.")
+    if upload.size > settings.SCP_MAX_IMPORT_BYTES:
+        raise ApiError(413, "payload_too_large", f"Import files may be at most {settings.SCP_MAX_IMPORT_BYTES} bytes.")
+    job = ImportJob(integration=integration, vertical=vertical, record_type=record_type, file_format=file_format)
+    path = _import_dir() / f"{job.id}.{file_format}"
+    rows, first_line = 0, None
+    with path.open("wb") as out:
+        for chunk in upload.chunks():
+            if first_line is None:
+                first_line = chunk.split(b"\n", 1)[0]
+            rows += chunk.count(b"\n")
+            out.write(chunk)
+        if upload.size and not chunk.endswith(b"\n"):
+            rows += 1
+    if file_format == "csv":
+        header = next(csv.reader([first_line.decode("utf-8-sig", "replace")]), [])
+        expected = ["person_id", *_columns_of(schema)]
+        if sorted(header) != sorted(expected):
+            path.unlink(missing_ok=True)
+            # External schema change: refuse the whole file before anything is written (§10).
+            raise ApiError(422, "contract_violation", "The CSV header does not match the data contract.",
+                           errors=[{"field": "header", "message": f"expected columns {', '.join(expected)}"}])
+        rows -= 1
+    job.file_path, job.file_size, job.rows_total = str(path), upload.size, max(rows, 0)
+    job.save()
+    from .tasks import run_import_task
+
+    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
+    return job
+
+
+def _enqueue(task, job_id):
+    try:
+        task.delay(str(job_id))
+    except Exception:  # noqa: BLE001 -- broker down: the resume sweeper will start it
+        logger.warning("broker unavailable; import %s left to the sweeper", job_id)
+
+
+def _claim(job_id):
+    """Take the job if it is queued, or running but abandoned (no heartbeat for a while)."""
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
+        status=ImportStatus.RUNNING, heartbeat_at=now, started_at=now
+    ) or ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff).update(heartbeat_at=now)
+    return bool(claimed)
+
+
+def _rows(job, schema):
+    """(line number, person_id, data) or (line number, None, errors) from the checkpoint on."""
+    types = {name: spec.get("type") for name, spec in schema.get("properties", {}).items()}
+    with open(job.file_path, encoding="utf-8-sig", newline="") as handle:
+        if job.file_format == "csv":
+            reader = csv.reader(handle)
+            header = next(reader)
+            for line, values in enumerate(reader, start=1):
+                if line < job.next_line:
+                    continue
+                if len(values) != len(header):
+                    yield line, None, [{"field": None, "message": f"expected {len(header)} columns"}]
+                    continue
+                row = dict(zip(header, values))
+                yield line, row.pop("person_id"), {k: _cast(v, types.get(k)) for k, v in row.items()}
+        else:
+            for line, text in enumerate(handle, start=1):
+                if line < job.next_line or not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                    if not isinstance(row, dict):
+                        raise ValueError
+                except ValueError:
+                    yield line, None, [{"field": None, "message": "not a JSON object"}]
+                    continue
+                yield line, row.pop("person_id", None), row
+
+
+def _cast(value, json_type):
+    """CSV cells are text: give them the contract's types (invalid ones fail validation)."""
+    try:
+        if json_type == "integer":
+            return int(value)
+        if json_type == "number":
+            return float(value)
+        if json_type == "boolean":
+            return {"true": True, "false": False}.get(value.lower(), value)
+    except ValueError:
+        pass
+    return value
+
+
+def run_import(job_id):
+    """Process a job from its checkpoint to its end; returns its final status."""
+    if not _claim(job_id):
+        return "not claimed"
+    job = ImportJob.objects.select_related("integration", "vertical").get(pk=job_id)
+    schema = job.integration.writable_record_types(job.vertical.code).get(job.record_type)
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    batch = []
+    for item in _rows(job, schema):
+        batch.append(item)
+        if len(batch) == CHUNK_ROWS:
+            if not _write_chunk(job, batch, validator):
+                return "lost the job"
+            batch = []
+    if batch and not _write_chunk(job, batch, validator):
+        return "lost the job"
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.COMPLETED, finished_at=timezone.now())
+        done = ImportJob.objects.get(pk=job.pk)
+        audit_record(
+            event_type=AuditEvent.BATCH_IMPORT, tenant=job.integration.tenant, integration=job.integration,
+            actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id, verticals=[job.vertical.code],
+            details={"job": str(job.pk), "rows": done.rows_done, "failed": done.rows_failed, "record_type": job.record_type},
+        )
+    return ImportStatus.COMPLETED
+
+
+def _uuid_or_none(value):
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def _write_chunk(job, batch, validator):
+    """Validate and write one chunk and move the checkpoint, in one transaction."""
+    valid_ids = {_uuid_or_none(pid) for _, pid, _ in batch} - {None}
+    tenant_persons = set(
+        str(p) for p in Person.objects.filter(tenant_id=job.integration.tenant_id, pk__in=valid_ids).values_list("pk", flat=True)
+    )
+    consenting = set(
+        str(p) for p in Consent.objects.in_effect(job.vertical).filter(person_id__in=tenant_persons).values_list("person_id", flat=True)
+    )
+    records, errors = [], []
+    for line, pid, data in batch:
+        if pid is None and isinstance(data, list):
+            errors.append(ImportRowError(job=job, line=line, errors=data))
+            continue
+        problems = [{"field": ".".join(map(str, e.absolute_path)) or None, "message": e.message} for e in validator.iter_errors(data)]
+        key = _uuid_or_none(pid)
+        if key not in tenant_persons:
+            problems.append({"field": "person_id", "message": "no such person in this tenant"})
+        elif key not in consenting:
+            problems.append({"field": "person_id", "message": "consent for this vertical is not in effect"})
+        if problems:
+            errors.append(ImportRowError(job=job, line=line, errors=problems))
+        else:
+            records.append(VerticalRecord(person_id=key, vertical=job.vertical, record_type=job.record_type, data=data,
+                                          source_integration=job.integration, import_key=f"{job.pk}:{line}"))
+    last_line = batch[-1][0]
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.next_line > batch[0][0]:
+            return False  # another worker took over and got further: stop here
+        VerticalRecord.objects.bulk_create(records, ignore_conflicts=True)
+        ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
+        ImportJob.objects.filter(pk=job.pk).update(
+            next_line=last_line + 1, rows_done=locked.rows_done + len(batch), rows_failed=locked.rows_failed + len(errors),
+            heartbeat_at=timezone.now(),
+        )
+    return True
+
+
+def import_resume(job):
+    """Queue a failed or abandoned job again; it continues from its checkpoint."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
+    if job.status == ImportStatus.COMPLETED:
+        raise ApiError(409, "invalid_transition", "The import is already completed.")
+    if job.status == ImportStatus.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
+        raise ApiError(409, "invalid_transition", "The import is running.")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED)
+    from .tasks import run_import_task
+
+    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
+
+
+def stalled_imports():
+    """Jobs whose worker died (no heartbeat) or whose start message was never carried."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
+    return list(
+        ImportJob.objects.filter(status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    ) + list(ImportJob.objects.filter(status=ImportStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+
+
+def progress(job):
+    """rows done, rows/s and ETA, for the API and the portal."""
+    elapsed = ((job.finished_at or timezone.now()) - job.started_at).total_seconds() if job.started_at else 0
+    rate = job.rows_done / elapsed if elapsed > 0 else 0.0
+    remaining = max(job.rows_total - job.rows_done, 0)
+    return {
+        "rows_per_second": round(rate, 1),
+        "eta_seconds": round(remaining / rate) if rate and job.status == ImportStatus.RUNNING else None,
+    }
+

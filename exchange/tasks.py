@@ -1,0 +1,40 @@
+"""Celery tasks of the exchange: they take ids and call the webhook service."""
+from celery import shared_task
+
+
+@shared_task
+def deliver_webhook_task(delivery_id):
+    from .webhooks import deliver
+
+    return deliver(delivery_id)
+
+
+@shared_task
+def deliver_due_webhooks_task():
+    """The sweeper: every due delivery, including those the broker never carried."""
+    from .webhooks import deliver, due_deliveries
+
+    return sum(1 for delivery_id in due_deliveries() if deliver(delivery_id))
+
+
+@shared_task
+def run_import_task(job_id):
+    from .batch import run_import
+
+    return run_import(job_id)
+
+
+@shared_task
+def resume_stalled_imports_task():
+    """The sweeper: restart imports whose worker died, or that were never started."""
+    from .batch import _claim, stalled_imports
+
+    resumed = []
+    for job_id in stalled_imports():
+        if _claim(job_id):  # mark it ours at once, then run it in a fresh task
+            from .models import ImportJob, ImportStatus
+
+            ImportJob.objects.filter(pk=job_id).update(status=ImportStatus.QUEUED)
+            run_import_task.delay(str(job_id))
+            resumed.append(str(job_id))
+    return resumed

@@ -1,0 +1,200 @@
+"""Webhook delivery per Standard Webhooks (spec §5.2, §8.2): signed, retried with
+exponential backoff and jitter on a fixed schedule, Retry-After honoured, no retry on 4xx
+other than 408/429, 410 disables the endpoint, a circuit breaker per endpoint, exhausted
+deliveries kept as dead letters. Secrets and full URLs are never logged."""
+import base64
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets
+import socket
+import time
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import IncidentKind, IncidentSeverity, incident_open
+from scp_portal.problems import ApiError
+
+from .events import body_of, visible_to
+from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription
+
+# Delay before attempt n+1 after attempt n failed (attempt 1 is immediate).
+RETRY_SCHEDULE = [
+    datetime.timedelta(seconds=5),
+    datetime.timedelta(minutes=5),
+    datetime.timedelta(minutes=30),
+    datetime.timedelta(hours=2),
+    datetime.timedelta(hours=5),
+    datetime.timedelta(hours=10),
+    datetime.timedelta(hours=10),
+]
+MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
+JITTER = 0.1  # ±10 %
+CIRCUIT_THRESHOLD = 5  # consecutive failures that open the circuit for a while
+CIRCUIT_OPEN = datetime.timedelta(minutes=1)
+DISABLE_AFTER = 20  # consecutive failures that disable the endpoint
+_RETRYABLE_4XX = {408, 429}
+
+
+def new_secret():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret, msg_id, timestamp, body):
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def check_target(url):
+    """HTTPS to a public address only; loopback receivers where the settings allow them."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ApiError(422, "validation_error", "The webhook host cannot be resolved.",
+                       errors=[{"field": "url", "message": "unresolvable host"}]) from exc
+    ips = {ipaddress.ip_address(a.split("%")[0]) for a in addresses}
+    loopback_ok = settings.SCP_WEBHOOK_ALLOW_LOOPBACK and all(ip.is_loopback for ip in ips)
+    if parts.scheme != "https" and not (loopback_ok and parts.scheme == "http"):
+        raise ApiError(422, "validation_error", "Webhook URLs must use HTTPS.", errors=[{"field": "url", "message": "https only"}])
+    if not loopback_ok and any(not ip.is_global for ip in ips):
+        raise ApiError(422, "validation_error", "Webhook URLs must reach a public address.",
+                       errors=[{"field": "url", "message": "private, loopback or reserved address"}])
+
+
+def next_attempt(attempt_number, now, retry_after=None, rng=random):
+    """When attempt `attempt_number + 1` is due, or None when the schedule is exhausted."""
+    if attempt_number >= MAX_ATTEMPTS:
+        return None
+    base = RETRY_SCHEDULE[attempt_number - 1]
+    delay = base * (1 + rng.uniform(-JITTER, JITTER))
+    if retry_after is not None:
+        delay = max(delay, datetime.timedelta(seconds=retry_after))
+    return now + delay
+
+
+def _retry_after(response):
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isdigit() else None
+
+
+def deliver(delivery_id, *, now=None, session=None):
+    """Make one attempt at a due delivery; returns its status afterwards. `now` is the
+    scheduling clock (tests control it); signatures carry the real time."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event__tenant", "event__vertical", "subscription__integration")
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None  # not due, already done, or another worker has it
+        subscription = delivery.subscription
+        if not subscription.active:
+            return _finish(delivery, DeliveryStatus.DEAD, "subscription disabled")
+        if subscription.circuit_open_until and subscription.circuit_open_until > now:
+            delivery.next_attempt_at = subscription.circuit_open_until
+            delivery.save(update_fields=["next_attempt_at"])
+            return delivery.status
+        # Consent, vertical and the integration's state, re-checked now (spec §4.3).
+        if not visible_to(delivery.event, subscription.integration):
+            return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
+        try:
+            check_target(subscription.url)
+        except ApiError as exc:
+            return _finish(delivery, DeliveryStatus.DEAD, str(exc.detail))
+        body = json.dumps(body_of(delivery.event), separators=(",", ":"))
+        timestamp = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": str(delivery.id),
+            "webhook-timestamp": timestamp,
+            "webhook-signature": sign(subscription.secret, str(delivery.id), timestamp, body),
+            "user-agent": "SCP-Integration-Layer-Webhooks/1",
+        }
+        delivery.attempts += 1
+        started = time.monotonic()
+        status_code, error, retry_after = None, "", None
+        try:
+            response = (session or requests).post(subscription.url, data=body, headers=headers, timeout=10, allow_redirects=False)
+            status_code, retry_after = response.status_code, _retry_after(response)
+        except requests.RequestException as exc:
+            error = exc.__class__.__name__
+        DeliveryAttempt.objects.create(
+            delivery=delivery, number=delivery.attempts, attempted_at=now, status_code=status_code, error=error,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        if status_code is not None and 200 <= status_code < 300:
+            subscription.consecutive_failures = 0
+            subscription.circuit_open_until = None
+            subscription.save(update_fields=["consecutive_failures", "circuit_open_until"])
+            delivery.delivered_at = now
+            return _finish(delivery, DeliveryStatus.DELIVERED, "")
+        return _failed(delivery, subscription, status_code, error, retry_after, now)
+
+
+def _finish(delivery, status, error):
+    delivery.status = status
+    delivery.last_error = error[:300]
+    delivery.save()
+    return status
+
+
+def _failed(delivery, subscription, status_code, error, retry_after, now):
+    subscription.consecutive_failures += 1
+    reason = f"HTTP {status_code}" if status_code else error
+    if status_code == 410:
+        _disable(subscription, "the endpoint answered 410 Gone")
+    elif subscription.consecutive_failures >= DISABLE_AFTER:
+        _disable(subscription, f"{subscription.consecutive_failures} consecutive failed deliveries")
+    elif subscription.consecutive_failures >= CIRCUIT_THRESHOLD:
+        subscription.circuit_open_until = now + CIRCUIT_OPEN
+    subscription.save(update_fields=["consecutive_failures", "circuit_open_until", "active", "disabled_reason"])
+    if not subscription.active:
+        return _finish(delivery, DeliveryStatus.DEAD, reason)
+    permanent = status_code is not None and 400 <= status_code < 500 and status_code not in _RETRYABLE_4XX
+    due = None if permanent else next_attempt(delivery.attempts, now, retry_after)
+    if due is None:
+        return _finish(delivery, DeliveryStatus.DEAD, reason)
+    delivery.next_attempt_at = due
+    return _finish(delivery, DeliveryStatus.PENDING, reason)
+
+
+def _disable(subscription, reason):
+    subscription.active = False
+    subscription.disabled_reason = reason[:200]
+    integration = subscription.integration
+    incident_open(
+        kind=IncidentKind.DELIVERY_FAILING, severity=IncidentSeverity.MEDIUM,
+        summary=f"webhook endpoint of {integration.integration_name} disabled: {reason}",
+        tenant=integration.tenant, integration=integration, details={"subscription": str(subscription.pk)},
+    )
+
+
+def replay(delivery):
+    """Put a dead letter back in the queue (from the portal)."""
+    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.DEAD).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
+    )
+
+
+def due_deliveries(now=None, limit=500):
+    now = now or timezone.now()
+    return list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, subscription__active=True)
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+    )
+
+
+__all__ = ["Subscription", "check_target", "deliver", "due_deliveries", "new_secret", "next_attempt", "replay", "sign"]

@@ -1,0 +1,52 @@
+"""Redis stopped and restarted while webhooks are being delivered by a real Celery worker:
+no event is lost (the outbox holds them) and none is delivered twice with different ids."""
+import subprocess
+from collections import defaultdict
+
+import pytest
+from django.conf import settings
+
+from exchange.models import Delivery, DeliveryStatus
+from scp_core.models import ConsentStatus
+from scp_core.services import consent_record
+
+from .conftest import make_person
+from .exchange_helpers import activate
+from .receiver import Receiver
+from .worker import Worker, purge_queue, wait_until, worker_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _redis(command):
+    subprocess.run(["bash", str(settings.BASE_DIR / "scripts" / "redis.sh"), command], check=True, capture_output=True, timeout=60)
+
+
+def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keycloak_clients, tmp_path):
+    partner = activate(staff, demo, keycloak_clients, name="outage")
+    persons = [make_person(demo["ke"], f"3300{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(6)]
+    env = worker_env()
+    purge_queue(env)
+    with Receiver() as receiver:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+        response = api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
+        receiver.secret = response.json()["secret"]
+        worker = Worker(env, tmp_path)
+        try:
+            for person in persons[:3]:
+                consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+            wait_until(lambda: len(receiver.received) >= 1, 60, "the first deliveries")
+            _redis("stop")
+            try:
+                for person in persons[3:]:  # the broker is gone: the outbox must keep these
+                    consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+            finally:
+                _redis("start")
+            wait_until(lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 6, 120, "every delivery")
+        finally:
+            worker.stop()
+    ids_per_person = defaultdict(set)
+    for headers, payload in receiver.received:
+        ids_per_person[payload["data"]["person_id"]].add(headers["webhook-id"])
+    assert set(ids_per_person) == {str(p.pk) for p in persons}  # none lost
+    assert all(len(ids) == 1 for ids in ids_per_person.values())  # never twice with different ids

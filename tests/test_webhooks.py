@@ -1,0 +1,137 @@
+"""Events and webhooks (issue #6): signed per Standard Webhooks, retried on the documented
+schedule (the clock controlled by the test, never by sleeping), consent re-checked at
+delivery, dead letters, endpoint disabling, and the pull feed."""
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from audit.models import Incident, IncidentKind
+from exchange import webhooks
+from exchange.models import Delivery, DeliveryStatus, Subscription
+from scp_core.models import ConsentStatus
+from scp_core.services import consent_record
+
+from .conftest import make_person
+from .exchange_helpers import activate
+from .receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(api, staff, demo, keycloak_clients):
+    partner = activate(staff, demo, keycloak_clients, name="webhooks")
+    person = make_person(demo["ke"], "66600000", [(demo["health"], ConsentStatus.GRANTED)])
+    return partner, person
+
+
+def _subscribe(api, partner, url, types=("record.created",)):
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    response = api.post("/api/v1/subscriptions/", {"url": url, "event_types": list(types)}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["secret"].startswith("whsec_")
+    return Subscription.objects.get(pk=response.json()["id"]), response.json()["secret"]
+
+
+def _push(api, partner, person):
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    response = api.post("/api/v1/records/", {"person_id": str(person.pk), "vertical": "health", "record_type": "immunization",
+                                             "data": {"vaccine": "BCG", "dose": 1, "date": "2026-01-02"}}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_retries_follow_the_schedule_and_every_delivery_verifies(api, setup):
+    partner, person = setup
+    with Receiver(statuses=[503, 500]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        record = _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        t0 = timezone.now()
+        assert webhooks.deliver(delivery.pk, now=t0) == DeliveryStatus.PENDING
+        delivery.refresh_from_db()
+        first_gap = delivery.next_attempt_at - t0
+        assert datetime.timedelta(seconds=4.5) <= first_gap <= datetime.timedelta(seconds=5.5)
+        assert webhooks.deliver(delivery.pk, now=t0 + datetime.timedelta(seconds=1)) is None  # not due yet
+        t1 = delivery.next_attempt_at
+        assert webhooks.deliver(delivery.pk, now=t1) == DeliveryStatus.PENDING
+        delivery.refresh_from_db()
+        second_gap = delivery.next_attempt_at - t1
+        assert datetime.timedelta(minutes=4.5) <= second_gap <= datetime.timedelta(minutes=5.5)
+        assert webhooks.deliver(delivery.pk, now=delivery.next_attempt_at) == DeliveryStatus.DELIVERED
+    assert len(receiver.received) == 3
+    assert len({headers["webhook-id"] for headers, _ in receiver.received}) == 1  # stable across retries
+    payload = receiver.received[-1][1]
+    assert payload["type"] == "record.created" and payload["data"]["record_id"] == record["id"]
+    assert set(payload) == {"type", "timestamp", "data"}
+    assert list(delivery.attempt_log.order_by("number").values_list("status_code", flat=True)) == [503, 500, 200]
+
+
+def test_retry_after_is_honoured_and_4xx_is_not_retried(api, setup):
+    partner, person = setup
+    with Receiver(statuses=[429], retry_after=900) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        t0 = timezone.now()
+        webhooks.deliver(delivery.pk, now=t0)
+        delivery.refresh_from_db()
+        assert delivery.next_attempt_at - t0 >= datetime.timedelta(seconds=900)
+    with Receiver(statuses=[400]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        assert webhooks.deliver(delivery.pk) == DeliveryStatus.DEAD  # a dead letter, replayable
+        webhooks.replay(delivery)
+        assert webhooks.deliver(delivery.pk) == DeliveryStatus.DELIVERED
+
+
+def test_410_disables_the_endpoint_with_an_incident(api, setup):
+    partner, person = setup
+    with Receiver(statuses=[410]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        assert webhooks.deliver(Delivery.objects.get(subscription=subscription).pk) == DeliveryStatus.DEAD
+    subscription.refresh_from_db()
+    assert not subscription.active and "410" in subscription.disabled_reason
+    assert Incident.objects.filter(kind=IncidentKind.DELIVERY_FAILING, integration=partner.integration).exists()
+
+
+def test_consent_withdrawn_between_event_and_delivery_sends_nothing_about_the_person(api, setup, staff, demo):
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+        delivery = Delivery.objects.get(subscription=subscription)
+        assert webhooks.deliver(delivery.pk) == DeliveryStatus.SKIPPED
+    assert receiver.received == []
+
+
+def test_subscriptions_refuse_private_and_plain_http_targets(api, setup, settings):
+    partner, _ = setup
+    settings.SCP_WEBHOOK_ALLOW_LOOPBACK = False
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    for url in ("http://example.org/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook"):
+        response = api.post("/api/v1/subscriptions/", {"url": url, "event_types": ["record.created"]}, format="json")
+        assert response.status_code == 422 and response.json()["code"] == "validation_error", url
+    response = api.post("/api/v1/subscriptions/", {"url": "https://8.8.8.8/h", "event_types": ["nope"]}, format="json")
+    assert response.status_code == 422
+
+
+def test_pull_feed_returns_the_webhook_body_under_current_consent(api, setup, staff, demo):
+    partner, person = setup
+    other = make_person(demo["ke"], "66600001", [(demo["health"], ConsentStatus.GRANTED)])
+    _push(api, partner, person)
+    _push(api, partner, other)
+    consent_record(person=other, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    feed = api.get("/api/v1/events/?cursor=0").json()
+    kinds = [(e["type"], e["data"].get("person_id")) for e in feed["events"]]
+    assert ("record.created", str(person.pk)) in kinds
+    assert ("record.created", str(other.pk)) not in kinds  # consent gone: nothing about them
+    assert ("consent.withdrawn", str(other.pk)) in kinds  # announced, with the id only
+    assert all(set(e) == {"id", "type", "timestamp", "data"} for e in feed["events"])
+    again = api.get(f"/api/v1/events/?cursor={feed['next_cursor']}").json()
+    assert again["events"] == []
