@@ -15,6 +15,8 @@ class AuditEvent(models.TextChoices):
     TEMPLATE_CHANGED = "registry.template_changed", "registry template revised or vetted"
     AUDIT_EXPORTED = "audit.exported", "audit exported"
     BATCH_IMPORT = "batch.import_completed", "batch import completed"
+    BATCH_EXPORT = "batch.export_completed", "batch export completed"
+    CONNECTOR_RUN = "connector.run", "connector pull"
     AUDIT_PURGED = "audit.purged", "audit segments purged by retention"
     AUDIT_VERIFY_FAILED = "audit.verify_failed", "audit verification failed"
 

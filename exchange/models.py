@@ -133,3 +133,49 @@ class ImportRowError(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "line"], name="one_error_row_per_line")]
+
+
+class ExportJob(models.Model):
+    """A batch export (pull, file-based) of the integration's scoped, consented, minimized data."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    integration = models.ForeignKey("registry.Integration", on_delete=models.PROTECT, related_name="+")
+    vertical = models.ForeignKey("scp_core.Vertical", on_delete=models.PROTECT, related_name="+")
+    file_format = models.CharField(max_length=10, choices=[("csv", "CSV"), ("ndjson", "NDJSON")])
+    status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    rows_written = models.PositiveIntegerField(default=0)
+    rows_excluded = models.PositiveIntegerField(default=0, help_text="persons whose consent ended during the export")
+    file_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+
+class ConnectorStatus(models.TextChoices):
+    HEALTHY = "healthy", "healthy"
+    DEGRADED = "degraded", "degraded (partner unreachable; last good data kept)"
+    FAILING = "failing", "failing (schema drift; nothing written)"
+
+
+class Connector(models.Model):
+    """Binds an adapter (JSON over HTTPS, CSV file) to an integration, a vertical, a record
+    type and a schedule: SCP-initiated pulls from the partner's system (spec §3, §5.1)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    integration = models.ForeignKey("registry.Integration", on_delete=models.PROTECT, related_name="connectors")
+    name = models.CharField(max_length=100)
+    adapter = models.CharField(max_length=20, choices=[("json_https", "JSON over HTTPS"), ("csv_file", "CSV file")])
+    source = models.CharField(max_length=500, help_text="URL (json_https) or file path (csv_file)")
+    vertical = models.ForeignKey("scp_core.Vertical", on_delete=models.PROTECT, related_name="+")
+    record_type = models.CharField(max_length=60)
+    every_seconds = models.PositiveIntegerField(default=3600)
+    status = models.CharField(max_length=10, choices=ConnectorStatus.choices, default=ConnectorStatus.HEALTHY)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_run_at = models.DateTimeField(default=timezone.now)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    def __str__(self):
+        return self.name

@@ -98,9 +98,12 @@ class ImportUploadSerializer(serializers.Serializer):
     record_type = serializers.CharField(max_length=60)
 
 
+JOB_STATUSES = ["queued", "running", "completed", "failed"]
+
+
 class ImportJobSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["queued", "running", "completed", "failed"])
+    status = serializers.ChoiceField(choices=JOB_STATUSES)
     vertical = serializers.CharField()
     record_type = serializers.CharField()
     format = serializers.CharField()
@@ -112,3 +115,19 @@ class ImportJobSerializer(serializers.Serializer):
     errors_url = serializers.URLField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    vertical = serializers.CharField(max_length=40)
+    format = serializers.ChoiceField(choices=["ndjson", "csv"], default="ndjson")
+
+
+class ExportJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JOB_STATUSES)
+    vertical = serializers.CharField()
+    format = serializers.CharField()
+    rows_written = serializers.IntegerField()
+    rows_excluded = serializers.IntegerField()
+    download_url = serializers.URLField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)

@@ -38,3 +38,24 @@ def resume_stalled_imports_task():
             run_import_task.delay(str(job_id))
             resumed.append(str(job_id))
     return resumed
+
+
+@shared_task
+def run_export_task(job_id):
+    from .exports import run_export
+
+    return run_export(job_id)
+
+
+@shared_task
+def expire_exports_task():
+    from .exports import expire_exports
+
+    return expire_exports()
+
+
+@shared_task
+def run_due_connectors_task():
+    from .connectors import run_due
+
+    return run_due()

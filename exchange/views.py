@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import ExtractYear
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -22,14 +22,16 @@ from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeveri
 from scp_core.models import Consent, Person, Vertical, VerticalRecord
 from scp_portal.problems import ApiError
 
-from . import batch, controls, policy, pushes, ratelimit, webhooks
+from . import batch, controls, exports, policy, pushes, ratelimit, webhooks
 from . import events as events_module
-from .models import Event, EventType, ImportJob, Subscription
+from .models import Event, EventType, ExportJob, ImportJob, Subscription
 from .authentication import IntegrationTokenAuthentication
 from .masking import minimize
 from .serializers import (
     AggregateSerializer,
     EventFeedSerializer,
+    ExportJobSerializer,
+    ExportRequestSerializer,
     ImportJobSerializer,
     ImportUploadSerializer,
     SubscriptionCreateSerializer,
@@ -441,3 +443,65 @@ class ImportErrorsView(_ImportJobView):
             for problem in row.errors:
                 writer.writerow([row.line, problem.get("field") or "", problem.get("message", "")])
         return HttpResponse(out.getvalue(), content_type="text/csv")
+
+
+def _export_json(request, job):
+    ready = job.status == "completed" and bool(job.file_path)
+    return {
+        "id": str(job.id), "status": job.status, "vertical": job.vertical.code, "format": job.file_format,
+        "rows_written": job.rows_written, "rows_excluded": job.rows_excluded,
+        "download_url": request.build_absolute_uri(f"/api/v1/exports/{job.id}/download/") if ready else None,
+        "expires_at": job.expires_at,
+    }
+
+
+class ExportCreateView(GovernedAPIView):
+    @extend_schema(operation_id="exports_create", request=ExportRequestSerializer, responses={202: ExportJobSerializer, **ERRORS})
+    def post(self, request):
+        """Export the integration's consented, minimized data of a vertical as NDJSON or CSV."""
+        body = ExportRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        code = self._vertical(body.validated_data["vertical"], self.principal.read_fields)
+        job = exports.export_create(integration=self.principal.integration, vertical=Vertical.objects.get(code=code),
+                                    file_format=body.validated_data["format"])
+        self.audit_details(export_job=str(job.id))
+        return Response(_export_json(request, job), status=202)
+
+
+class _ExportJobView(GovernedAPIView):
+    def job(self, job_id):
+        return get_object_or_404(ExportJob.objects.select_related("vertical"), pk=job_id, integration=self.principal.integration)
+
+
+class ExportDetailView(_ExportJobView):
+    @extend_schema(operation_id="exports_retrieve", responses={200: ExportJobSerializer, **ERRORS})
+    def get(self, request, job_id):
+        return Response(_export_json(request, self.job(job_id)))
+
+
+class ExportDownloadView(_ExportJobView):
+    @extend_schema(operation_id="exports_download", responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY,
+                                                               409: OpenApiResponse(ProblemSerializer), **ERRORS})
+    def get(self, request, job_id):
+        """The export file, streamed, once the job is completed (until it expires)."""
+        job = self.job(job_id)
+        if job.status != "completed":
+            raise ApiError(409, "invalid_transition", f"The export is {job.status}, not completed yet.")
+        if not job.file_path:
+            raise ApiError(404, "not_found", "The export has expired.")
+        self.audit_details(export_job=str(job.id), data_categories=sorted(self.principal.read_fields.get(job.vertical.code, {})))
+        content_type = "text/csv" if job.file_format == "csv" else "application/x-ndjson"
+        return FileResponse(open(job.file_path, "rb"), content_type=content_type, as_attachment=True,
+                            filename=f"export-{job.id}.{job.file_format}")
+
+
+class SubscriptionRotateSecretView(GovernedAPIView):
+    @extend_schema(operation_id="subscriptions_rotate_secret", request=None, responses={200: SubscriptionSerializer, **ERRORS})
+    def post(self, request, subscription_id):
+        """Issue a new signing secret (shown once); the old one stops signing at once."""
+        subscription = get_object_or_404(Subscription, pk=subscription_id, integration=self.principal.integration)
+        subscription.secret = webhooks.new_secret()
+        subscription.save(update_fields=["secret"])
+        self.audit_details(subscription=str(subscription.id), secret_rotated=True)
+        return Response({"id": str(subscription.id), "url": subscription.url, "event_types": subscription.event_types,
+                         "active": subscription.active, "secret": subscription.secret}, headers={"Cache-Control": "no-store"})

@@ -39,6 +39,7 @@ def _admin_pages(made):
     urls.append(reverse("admin:registry_integration_change", args=[made["ke"].pk]))
     urls.append(reverse("admin:registry_integration_history", args=[made["ke"].pk]))
     urls.append(reverse("admin:registry_integration_add"))
+    urls.append(reverse("admin:exchange_connector_add"))
     return urls
 
 
@@ -95,3 +96,13 @@ def test_auditor_sees_everything_and_changes_nothing(client, staff, two_tenants)
     client.post(url, {"reason": "x"})
     two_tenants["ke"].refresh_from_db()
     assert two_tenants["ke"].status == "requested"
+
+
+def test_exchange_screens_render_for_tenant_admins_and_auditors(client, staff, two_tenants):
+    for user in ("ke-admin", "auditor"):
+        client.force_login(staff[user])
+        for name in ("subscription", "delivery", "importjob", "exportjob", "connector"):
+            page = client.get(reverse(f"admin:exchange_{name}_changelist"))
+            assert page.status_code == 200, (user, name)
+    client.force_login(staff["partner-user"])
+    assert client.get(reverse("admin:exchange_delivery_changelist")).status_code == 403

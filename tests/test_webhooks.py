@@ -135,3 +135,19 @@ def test_pull_feed_returns_the_webhook_body_under_current_consent(api, setup, st
     assert all(set(e) == {"id", "type", "timestamp", "data"} for e in feed["events"])
     again = api.get(f"/api/v1/events/?cursor={feed['next_cursor']}").json()
     assert again["events"] == []
+
+
+def test_secret_rotation_signs_with_the_new_secret_only(api, setup):
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, old = _subscribe(api, partner, receiver.url)
+        response = api.post(f"/api/v1/subscriptions/{subscription.pk}/rotate-secret/")
+        assert response.status_code == 200
+        new = response.json()["secret"]
+        assert new != old and new.startswith("whsec_")
+        receiver.secret = new  # the receiver verifies with the new secret only
+        _push(api, partner, person)
+        assert webhooks.deliver(Delivery.objects.get(subscription=subscription).pk) == DeliveryStatus.DELIVERED
+    assert len(receiver.received) == 1
+    listed = api.get("/api/v1/subscriptions/").json()
+    assert all("secret" not in s for s in listed)

@@ -87,6 +87,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "SCP Integration Layer API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": ["queued", "running", "completed", "failed"]},
 }
 
 LOGGING = {

@@ -1,0 +1,119 @@
+"""Portal screens of the exchange: webhook subscriptions and their deliveries (dead letters
+replayable), batch jobs with their progress, and connectors with their health."""
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from registry.models import Integration
+from scp_portal.admin_scoping import RoleScopedAdmin
+
+from . import webhooks
+from .batch import progress
+from .models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
+
+
+class _TenantScoped(RoleScopedAdmin):
+    """ROOT, the umbrella authority and auditors see all; tenant admins their tenant's."""
+
+    tenant_path = "integration__tenant_id"
+
+    def has_module_permission(self, request):
+        roles = self.roles(request)
+        return roles.sees_everything or bool(roles.admin_tenants)
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def scope(self, queryset, roles):
+        return queryset if roles.sees_everything else queryset.filter(**{f"{self.tenant_path}__in": roles.admin_tenants})
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(_TenantScoped):
+    list_display = ("integration", "endpoint", "event_types", "active", "consecutive_failures", "disabled_reason")
+    exclude = ("secret",)
+    readonly_fields = ("integration", "endpoint", "event_types", "active", "consecutive_failures", "circuit_open_until",
+                       "disabled_reason", "created_at")
+
+    @admin.display(description="endpoint")
+    def endpoint(self, obj):
+        return obj.url.split("?")[0]  # never the query string: it may carry credentials
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    readonly_fields = ("number", "attempted_at", "status_code", "error", "duration_ms")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_TenantScoped):
+    tenant_path = "subscription__integration__tenant_id"
+    list_display = ("id", "event_type", "subscription", "status", "attempts", "next_attempt_at", "last_error")
+    list_filter = ("status",)
+    inlines = [DeliveryAttemptInline]
+    readonly_fields = ("id", "event", "subscription", "status", "attempts", "next_attempt_at", "last_error", "delivered_at")
+    actions = ["replay_dead_letters"]
+
+    @admin.display(description="event")
+    def event_type(self, obj):
+        return obj.event.event_type
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        roles = self.roles(request)
+        if not (roles.is_root or roles.is_umbrella or roles.admin_tenants):
+            actions.pop("replay_dead_letters", None)  # auditors only read
+        return actions
+
+    @admin.action(description="Replay the selected dead letters")
+    def replay_dead_letters(self, request, queryset):
+        dead = queryset.filter(status=DeliveryStatus.DEAD)
+        for delivery in dead:
+            webhooks.replay(delivery)
+        self.message_user(request, f"{dead.count()} dead letters queued again.", messages.SUCCESS)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(_TenantScoped):
+    list_display = ("id", "integration", "vertical", "record_type", "status", "progress_bar", "rows_failed", "speed")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in ImportJob._meta.fields]
+
+    @admin.display(description="progress")
+    def progress_bar(self, job):
+        percent = 100 if job.status == "completed" else int(100 * job.rows_done / job.rows_total) if job.rows_total else 0
+        return format_html('<progress max="100" value="{}"></progress> {} / {}', percent, job.rows_done, job.rows_total)
+
+    @admin.display(description="rows/s · ETA")
+    def speed(self, job):
+        p = progress(job)
+        return f"{p['rows_per_second']} rows/s" + (f" · {p['eta_seconds']} s left" if p["eta_seconds"] is not None else "")
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(_TenantScoped):
+    list_display = ("id", "integration", "vertical", "file_format", "status", "rows_written", "rows_excluded", "expires_at")
+    readonly_fields = [f.name for f in ExportJob._meta.fields]
+
+
+@admin.register(Connector)
+class ConnectorAdmin(_TenantScoped):
+    list_display = ("name", "integration", "adapter", "vertical", "record_type", "status", "last_success_at", "last_error")
+    list_filter = ("status", "adapter")
+    readonly_fields = ("status", "consecutive_failures", "next_run_at", "last_success_at", "last_error")
+
+    def has_add_permission(self, request):
+        roles = self.roles(request)
+        return roles.is_root or bool(roles.admin_tenants)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_add_permission(request)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "integration":  # only integrations this person may see
+            kwargs["queryset"] = Integration.objects.visible_to(self.roles(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -1,0 +1,184 @@
+"""Connectors and adapters (spec §3): SCP pulls from partner systems on a schedule.
+
+An adapter translates an external protocol or format into rows; a connector binds one to an
+integration, a vertical, a record type and a schedule. Every pulled row must match the data
+contract: on schema drift the run fails safely (nothing written, an incident opened) and
+recovers on its own once the partner is fixed; on a partner outage the connector is marked
+degraded, retried with exponential backoff, and the last good data is kept.
+"""
+import csv
+import datetime
+import uuid
+
+import requests
+from django.db import transaction
+from django.utils import timezone
+from jsonschema import Draft202012Validator, FormatChecker
+
+from audit.services import AuditEvent, IncidentKind, IncidentSeverity, audit_record, incident_open
+from scp_core.models import Consent, Person, VerticalRecord
+from scp_portal.problems import ApiError
+
+from .models import Connector, ConnectorStatus
+from .webhooks import check_target
+
+BACKOFF_BASE = datetime.timedelta(seconds=30)
+BACKOFF_MAX = datetime.timedelta(hours=1)
+
+
+class PartnerUnavailable(Exception):
+    """The partner's system could not be reached or answered with a server error."""
+
+
+class SchemaDrift(Exception):
+    """What the partner sent does not match the data contract."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__(f"{len(problems)} rows do not match the data contract")
+
+
+def _json_https(connector):
+    try:
+        check_target(connector.source)
+    except ApiError as exc:
+        raise SchemaDrift([{"row": None, "message": f"source refused: {exc.detail}"}]) from exc
+    try:
+        response = requests.get(connector.source, timeout=15, allow_redirects=False)
+    except requests.RequestException as exc:
+        raise PartnerUnavailable(exc.__class__.__name__) from exc
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        raise PartnerUnavailable(f"HTTP {response.status_code}")
+    if response.status_code != 200:
+        raise SchemaDrift([{"row": None, "message": f"unexpected HTTP {response.status_code}"}])
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise SchemaDrift([{"row": None, "message": "the response is not JSON"}]) from exc
+    rows = body.get("records") if isinstance(body, dict) else body
+    if not isinstance(rows, list):
+        raise SchemaDrift([{"row": None, "message": "expected a list of records"}])
+    return rows
+
+
+def _csv_file(connector, types):
+    try:
+        with open(connector.source, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise PartnerUnavailable(f"file not readable: {exc.strerror}") from exc
+    for row in rows:
+        for name, json_type in types.items():
+            if name in row and json_type == "integer" and row[name].lstrip("-").isdigit():
+                row[name] = int(row[name])
+    return rows
+
+
+ADAPTERS = {"json_https": _json_https, "csv_file": _csv_file}
+
+
+def _validate(rows, schema):
+    """All rows or none: each needs `external_id` and `person_id` plus contract-valid data."""
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    problems, clean = [], []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append({"row": index, "message": "not an object"})
+            continue
+        row = dict(row)
+        external_id, person_id = row.pop("external_id", None), row.pop("person_id", None)
+        if not external_id or not person_id:
+            problems.append({"row": index, "message": "external_id and person_id are required"})
+            continue
+        problems += [{"row": index, "field": ".".join(map(str, e.absolute_path)) or None, "message": e.message}
+                     for e in validator.iter_errors(row)]
+        clean.append((str(external_id), str(person_id), row))
+    if problems:
+        raise SchemaDrift(problems)
+    return clean
+
+
+def connector_run(connector, *, now=None):
+    """One scheduled pull; returns the connector's status afterwards."""
+    now = now or timezone.now()
+    integration = connector.integration
+    schema = integration.writable_record_types(connector.vertical.code).get(connector.record_type)
+    if schema is None:
+        return _drift(connector, SchemaDrift([{"row": None, "message": "record type not in the data contract"}]), now)
+    adapter = ADAPTERS[connector.adapter]
+    try:
+        types = {k: v.get("type") for k, v in schema.get("properties", {}).items()}
+        rows = adapter(connector) if connector.adapter == "json_https" else adapter(connector, types)
+        clean = _validate(rows, schema)
+    except PartnerUnavailable as exc:
+        return _outage(connector, str(exc), now)
+    except SchemaDrift as drift:
+        return _drift(connector, drift, now)
+    written = _write(connector, clean)
+    Connector.objects.filter(pk=connector.pk).update(
+        status=ConnectorStatus.HEALTHY, consecutive_failures=0, last_success_at=now, last_error="",
+        next_run_at=now + datetime.timedelta(seconds=connector.every_seconds),
+    )
+    audit_record(event_type=AuditEvent.CONNECTOR_RUN, tenant=integration.tenant, integration=integration,
+                 actor=f"connector:{connector.name}", verticals=[connector.vertical.code],
+                 details={"connector": str(connector.pk), "rows": len(clean), "written": written})
+    return ConnectorStatus.HEALTHY
+
+
+def _write(connector, clean):
+    """Upsert by the partner's natural key, for persons of the tenant with consent now."""
+    ids = {pid for _, pid, _ in clean}
+    valid = {str(p) for p in Person.objects.filter(tenant_id=connector.integration.tenant_id, pk__in=_uuids(ids)).values_list("pk", flat=True)}
+    consenting = {str(p) for p in Consent.objects.in_effect(connector.vertical).filter(person_id__in=valid).values_list("person_id", flat=True)}
+    written = 0
+    with transaction.atomic():
+        for external_id, person_id, data in clean:
+            if person_id not in consenting:
+                continue
+            VerticalRecord.objects.update_or_create(
+                import_key=f"conn:{connector.pk}:{external_id}"[:80],
+                defaults={"person_id": person_id, "vertical": connector.vertical, "record_type": connector.record_type,
+                          "data": data, "source_integration": connector.integration, "updated_at": timezone.now()},
+            )
+            written += 1
+    return written
+
+
+def _uuids(values):
+    out = []
+    for value in values:
+        try:
+            out.append(uuid.UUID(value))
+        except ValueError:
+            pass
+    return out
+
+
+def _outage(connector, reason, now):
+    failures = connector.consecutive_failures + 1
+    delay = min(BACKOFF_BASE * (2 ** (failures - 1)), BACKOFF_MAX)
+    Connector.objects.filter(pk=connector.pk).update(
+        status=ConnectorStatus.DEGRADED, consecutive_failures=failures, last_error=reason[:300], next_run_at=now + delay,
+    )
+    return ConnectorStatus.DEGRADED
+
+
+def _drift(connector, drift, now):
+    integration = connector.integration
+    incident_open(
+        kind=IncidentKind.SCHEMA_DRIFT, severity=IncidentSeverity.HIGH,
+        summary=f"connector {connector.name}: partner data no longer matches {integration.data_contract_ref}; nothing written",
+        tenant=integration.tenant, integration=integration, details={"connector": str(connector.pk), "problems": drift.problems[:20]},
+    )
+    Connector.objects.filter(pk=connector.pk).update(
+        status=ConnectorStatus.FAILING, consecutive_failures=connector.consecutive_failures + 1,
+        last_error=str(drift)[:300], next_run_at=now + datetime.timedelta(seconds=connector.every_seconds),
+    )
+    return ConnectorStatus.FAILING
+
+
+def run_due(now=None):
+    now = now or timezone.now()
+    due = Connector.objects.select_related("integration__tenant", "vertical").filter(
+        next_run_at__lte=now, integration__status__in=["active", "restricted", "deprecated"])
+    return {str(c.pk): connector_run(c, now=now) for c in due}
