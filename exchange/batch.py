@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from jsonschema import Draft202012Validator, FormatChecker
 
@@ -36,6 +38,15 @@ def _columns_of(schema):
 
 def import_create(*, integration, vertical, record_type, upload):
     """Store an uploaded file (streamed to disk, size-limited) and queue its job."""
+    job = import_store(integration=integration, vertical=vertical, record_type=record_type, upload=upload)
+    from .tasks import run_import_task
+
+    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
+    return job
+
+
+def import_store(*, integration, vertical, record_type, upload):
+    """Check and store the file and create its job, without starting it."""
     schema = integration.writable_record_types(vertical.code).get(record_type)
     if schema is None:
         raise ApiError(422, "contract_violation", f"Record type '{record_type}' is not in the data contract for '{vertical.code}'.")
@@ -67,9 +78,6 @@ def import_create(*, integration, vertical, record_type, upload):
         rows -= 1
     job.file_path, job.file_size, job.rows_total = str(path), upload.size, max(rows, 0)
     job.save()
-    from .tasks import run_import_task
-
-    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
     return job
 
 
@@ -81,13 +89,10 @@ def _enqueue(task, job_id):
 
 
 def _claim(job_id):
-    """Take the job if it is queued, or running but abandoned (no heartbeat for a while)."""
+    """Take a queued job (one atomic update, so two workers never both run it)."""
     now = timezone.now()
-    cutoff = now - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, heartbeat_at=now, started_at=now
-    ) or ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff).update(heartbeat_at=now)
-    return bool(claimed)
+    return bool(ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
+        status=ImportStatus.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", Value(now))))
 
 
 def _rows(job, schema):
@@ -219,12 +224,15 @@ def import_resume(job):
     transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
 
 
-def stalled_imports():
-    """Jobs whose worker died (no heartbeat) or whose start message was never carried."""
+def requeue_stalled():
+    """Put back in the queue every job whose worker died (no heartbeat for a while), or whose
+    start message never arrived; each is claimed by one atomic update. Returns their ids."""
     cutoff = timezone.now() - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
-    return list(
-        ImportJob.objects.filter(status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
-    ) + list(ImportJob.objects.filter(status=ImportStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    abandoned = ImportJob.objects.filter(status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff)
+    requeued = [pk for pk in abandoned.values_list("pk", flat=True)
+                if abandoned.filter(pk=pk).update(status=ImportStatus.QUEUED)]
+    never_started = ImportJob.objects.filter(status=ImportStatus.QUEUED, created_at__lt=cutoff, started_at__isnull=True)
+    return requeued + list(never_started.values_list("pk", flat=True))
 
 
 def progress(job):

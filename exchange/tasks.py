@@ -27,17 +27,12 @@ def run_import_task(job_id):
 @shared_task
 def resume_stalled_imports_task():
     """The sweeper: restart imports whose worker died, or that were never started."""
-    from .batch import _claim, stalled_imports
+    from .batch import requeue_stalled
 
-    resumed = []
-    for job_id in stalled_imports():
-        if _claim(job_id):  # mark it ours at once, then run it in a fresh task
-            from .models import ImportJob, ImportStatus
-
-            ImportJob.objects.filter(pk=job_id).update(status=ImportStatus.QUEUED)
-            run_import_task.delay(str(job_id))
-            resumed.append(str(job_id))
-    return resumed
+    job_ids = [str(pk) for pk in requeue_stalled()]
+    for job_id in job_ids:
+        run_import_task.delay(job_id)
+    return job_ids
 
 
 @shared_task

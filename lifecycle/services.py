@@ -2,6 +2,7 @@
 all call these; each checks who may act, applies the model's transition, saves, and writes
 the audit record in the same transaction. Keycloak is only called outside transactions.
 """
+import ipaddress
 import logging
 
 from django.db import transaction
@@ -9,6 +10,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.services import AuditEvent, audit_record
+from exchange.controls import new_api_key
 from exchange.events import emit
 from exchange.models import EventType
 from registry.models import Integration, IntegrationStatus, ReviewDecision, VerticalReview
@@ -344,8 +346,6 @@ def integration_configure_controls(
 ):
     """Set the layered controls of spec §7.2. Returns (integration, api_key or None); a new
     API key is returned once and only its hash is stored."""
-    from exchange.controls import new_api_key
-
     require(actor, "configure", integration)
     changes, api_key = {}, None
     if ip_allowlist is not None:
@@ -379,8 +379,6 @@ def integration_configure_controls(
 
 
 def _valid_cidrs(values):
-    import ipaddress
-
     try:
         return [str(ipaddress.ip_network(v, strict=False)) for v in values]
     except ValueError as exc:

@@ -126,12 +126,12 @@ def seed_persons(count, *, seed=20261129, batch_size=20000, tenant_codes=None, c
     On PostgreSQL rows are streamed with COPY (100,000 persons in a few seconds); elsewhere
     (the embedded SQLite default) they are bulk-inserted.
     """
-    rng = random.Random(seed)
     tenants = list(Tenant.objects.filter(code__in=tenant_codes or TENANTS))
     verticals = list(Vertical.objects.filter(code__in=VERTICALS))
     now = timezone.now()
     earlier = now - datetime.timedelta(days=30)
     start = Person.objects.count()
+    rng = random.Random(f"{seed}:{start}")  # reproducible, yet new ids when seeding again
     mix = consent_mix or _CONSENT_MIX
     kinds, weights = [k for k, _ in mix], [w for _, w in mix]
     write = _copy_rows if connection.vendor == "postgresql" else _bulk_rows

@@ -6,7 +6,6 @@ import sys
 import zipfile
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
 from audit.models import AuditExportJob, ExportStatus

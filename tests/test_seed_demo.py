@@ -22,3 +22,10 @@ def test_seed_demo_loads_the_contract_demo_data_and_is_idempotent():
 
     call_command("seed_demo", "--if-empty")
     assert Person.objects.count() == 300
+
+
+def test_seeding_again_adds_new_persons():
+    call_command("seed_demo", "--persons", "50")
+    call_command("seed_demo", "--persons", "50")
+    assert Person.objects.count() == 100
+    assert Person.objects.values("national_id", "tenant").distinct().count() == 100

@@ -6,7 +6,6 @@ import uuid
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.conf import settings
 
 from audit.models import AuditEvent, AuditRecord, AuditResult
 from lifecycle import keycloak, services

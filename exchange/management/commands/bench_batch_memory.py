@@ -65,7 +65,7 @@ class Command(BaseCommand):
                 for i in range(rows):
                     writer.writerow([persons[i % len(persons)], "OPV", 1 + i % 4, "2026-05-17"])
             with path.open("rb") as handle:
-                job = batch.import_create(integration=integration, vertical=health, record_type="immunization",
+                job = batch.import_store(integration=integration, vertical=health, record_type="immunization",
                                           upload=File(handle, name="rows.csv"))
             results["import"] = self._child("import", job.pk, rows)
         export = exports.ExportJob.objects.create(integration=integration, vertical=health, file_format="ndjson")

@@ -1,0 +1,155 @@
+"""The governed base of every exchange view: authentication, the integration-level policy
+before any handler runs, and one audit record per response, allowed or denied."""
+import time
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers as drf_serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.views import APIView
+
+from audit.services import (
+    AuditEvent,
+    AuditResult,
+    IncidentKind,
+    IncidentSeverity,
+    audit_record,
+    incident_open,
+)
+from scp_portal.problems import ApiError
+
+from .. import controls, policy, ratelimit
+from ..authentication import IntegrationTokenAuthentication
+from ..serializers import (
+    ProblemSerializer,
+)
+
+VERTICAL_PARAM = OpenApiParameter("vertical", OpenApiTypes.STR, required=True, description="vertical code")
+UPDATED_SINCE = OpenApiParameter("updated_since", OpenApiTypes.DATETIME, required=False)
+PAGE_PARAMS = [
+    OpenApiParameter("cursor", OpenApiTypes.STR, required=False, description="from the `next` link"),
+    OpenApiParameter("page_size", OpenApiTypes.INT, required=False, description="1 to 500"),
+]
+# Errors are application/problem+json (RFC 9457); documented as such for every operation.
+ERRORS = {
+    status: OpenApiResponse(ProblemSerializer, description="problem details (application/problem+json)")
+    for status in (401, 403, 404, 413, 422, 429, 503)
+}
+
+
+class ExchangeCursorPagination(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    max_page_size = 500
+    page_size_query_param = "page_size"
+
+
+class GovernedAPIView(APIView):
+    authentication_classes = [IntegrationTokenAuthentication]
+    permission_classes = []
+
+    def initialize_request(self, request, *args, **kwargs):
+        request.scp_audit = {
+            "started": time.perf_counter(), "verticals": [], "details": {}, "source_ip": controls.client_ip(request),
+        }
+        return super().initialize_request(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request.user is None:  # authenticate now: every handler runs authenticated
+            raise ApiError(401, "token_missing", "A bearer token is required.")
+        self.rate_limit_headers = policy.check_gate(request.user, request._request)
+
+    @property
+    def principal(self):
+        return self.request.user
+
+    @property
+    def tenant_id(self):
+        return self.principal.integration.tenant_id
+
+    def audit_details(self, **details):
+        self.request._request.scp_audit["details"].update(details)
+
+    def read_vertical(self):
+        """The requested vertical, checked against the read scope and recorded for audit."""
+        code = self._vertical(self.request.query_params.get("vertical", ""), self.principal.read_fields)
+        self.audit_details(data_categories=sorted(self.principal.read_fields[code]))
+        return code
+
+    def _vertical(self, code, scope):
+        self.audit_details(verticals_requested=[code[:40]], verticals_effective=sorted(self.principal.token_verticals & set(scope)))
+        code = policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
+        self.request._request.scp_audit["verticals"] = [code]
+        return code
+
+    def updated_since(self):
+        raw = self.request.query_params.get("updated_since")
+        if not raw:
+            return None
+        field = drf_serializers.DateTimeField()
+        try:
+            return field.to_internal_value(raw)
+        except drf_serializers.ValidationError as exc:
+            raise ApiError(422, "validation_error", "'updated_since' must be an ISO 8601 date-time.",
+                           errors=[{"field": "updated_since", "message": str(exc.detail[0])}]) from exc
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        principal = getattr(request, "_user", None)
+        if principal is not None and response.status_code < 400:
+            for name, value in policy.deprecation_headers(principal.integration).items():
+                response[name] = value
+        for name, value in getattr(self, "rate_limit_headers", {}).items():
+            response[name] = value
+        _audit_request(request, response)
+        return response
+
+
+def _audit_request(request, response):
+    audit = request._request.scp_audit
+    integration = audit.get("integration")
+    status = response.status_code
+    if status == 401:
+        _count_authentication_failure(audit.get("source_ip"), getattr(request._request, "request_id", ""))
+    if status < 400:
+        result = AuditResult.SUCCESS
+    elif status in (401, 403, 429):
+        result = AuditResult.DENIED
+    else:
+        result = AuditResult.FAILURE
+    audit_record(
+        event_type=AuditEvent.API_REQUEST,
+        result=result,
+        tenant=integration.tenant if integration else None,
+        integration=integration,
+        actor=audit.get("client_id", ""),
+        client_id=audit.get("client_id", ""),
+        request_id=getattr(request._request, "request_id", ""),
+        source_ip=audit.get("source_ip") or request.META.get("REMOTE_ADDR"),
+        verticals=audit["verticals"],
+        status_code=status,
+        error_code=getattr(response, "problem_code", ""),
+        details={
+            "method": request.method,
+            "path": request.path,
+            "token": audit.get("token", {}),
+            "latency_ms": round((time.perf_counter() - audit["started"]) * 1000, 2),
+            **audit["details"],
+        },
+    )
+
+
+def _count_authentication_failure(source_ip, request_id):
+    """§10: repeated authentication failures from one address open an incident (once a window)."""
+    try:
+        failures, _ = ratelimit.count(f"authfail:{source_ip}")
+    except ApiError:
+        return  # the counter is down: the request itself was already refused
+    if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
+        incident_open(
+            kind=IncidentKind.AUTHENTICATION_FAILURES, severity=IncidentSeverity.MEDIUM,
+            summary=f"{failures} failed authentications from {source_ip} within a minute",
+            request_id=request_id, details={"source_ip": source_ip},
+        )
