@@ -5,14 +5,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from scp_core.models import Tenant
-from scp_portal.admin_scoping import RoleScopedAdmin
+from scp_portal.admin_scoping import RoleScopedAdmin, TenantScopedAdmin
 
 from .models import AuditExportJob, AuditRecord, ExportStatus, Incident
 from .portal_exports import export_request, job_zip, may_export
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(RoleScopedAdmin):
+class AuditRecordAdmin(TenantScopedAdmin):
     """Read-only: the audit log is append-only, so the admin offers no add, change or delete.
     ROOT, the umbrella authority and auditors see every tenant; tenant admins their own."""
 
@@ -20,18 +20,6 @@ class AuditRecordAdmin(RoleScopedAdmin):
     list_filter = ("event_type", "result", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("request_id", "actor", "client_id", "error_code")
     show_full_result_count = False
-
-    def has_module_permission(self, request):
-        roles = self.roles(request)
-        return roles.sees_everything or bool(roles.admin_tenants)
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def scope(self, queryset, roles):
-        if roles.sees_everything:
-            return queryset
-        return queryset.filter(tenant_id__in=roles.admin_tenants)
 
 
 @admin.register(Incident)
@@ -56,7 +44,7 @@ class ExportRequestForm(forms.ModelForm):
 
 
 @admin.register(AuditExportJob)
-class AuditExportJobAdmin(RoleScopedAdmin):
+class AuditExportJobAdmin(TenantScopedAdmin):
     """Auditors (and tenant admins, for their tenant) export a tenant's audit trail for a
     period; large exports run in the background with a live progress bar."""
 
@@ -65,18 +53,8 @@ class AuditExportJobAdmin(RoleScopedAdmin):
     readonly_fields = ("tenant", "since", "until", "requested_by", "status", "records_done", "records_total",
                        "error", "created_at", "finished_at")
 
-    def has_module_permission(self, request):
-        roles = self.roles(request)
-        return roles.sees_everything or bool(roles.admin_tenants)
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
     def has_add_permission(self, request):
         return self.has_module_permission(request)
-
-    def scope(self, queryset, roles):
-        return queryset if roles.sees_everything else queryset.filter(tenant_id__in=roles.admin_tenants)
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:

@@ -4,27 +4,15 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from registry.models import Integration
-from scp_portal.admin_scoping import RoleScopedAdmin
+from scp_portal.admin_scoping import TenantScopedAdmin
 
 from . import webhooks
 from .batch import progress
 from .models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
 
 
-class _TenantScoped(RoleScopedAdmin):
-    """ROOT, the umbrella authority and auditors see all; tenant admins their tenant's."""
-
+class _TenantScoped(TenantScopedAdmin):
     tenant_path = "integration__tenant_id"
-
-    def has_module_permission(self, request):
-        roles = self.roles(request)
-        return roles.sees_everything or bool(roles.admin_tenants)
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def scope(self, queryset, roles):
-        return queryset if roles.sees_everything else queryset.filter(**{f"{self.tenant_path}__in": roles.admin_tenants})
 
 
 @admin.register(Subscription)

@@ -109,7 +109,7 @@ def _rows(job, schema):
                     yield line, None, [{"field": None, "message": f"expected {len(header)} columns"}]
                     continue
                 row = dict(zip(header, values))
-                yield line, row.pop("person_id"), {k: _cast(v, types.get(k)) for k, v in row.items()}
+                yield line, row.pop("person_id"), {k: cast_cell(v, types.get(k)) for k, v in row.items()}
         else:
             for line, text in enumerate(handle, start=1):
                 if line < job.next_line or not text.strip():
@@ -124,7 +124,7 @@ def _rows(job, schema):
                 yield line, row.pop("person_id", None), row
 
 
-def _cast(value, json_type):
+def cast_cell(value, json_type):
     """CSV cells are text: give them the contract's types (invalid ones fail validation)."""
     try:
         if json_type == "integer":
@@ -165,7 +165,7 @@ def run_import(job_id):
     return ImportStatus.COMPLETED
 
 
-def _uuid_or_none(value):
+def uuid_or_none(value):
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
@@ -174,7 +174,7 @@ def _uuid_or_none(value):
 
 def _write_chunk(job, batch, validator):
     """Validate and write one chunk and move the checkpoint, in one transaction."""
-    valid_ids = {_uuid_or_none(pid) for _, pid, _ in batch} - {None}
+    valid_ids = {uuid_or_none(pid) for _, pid, _ in batch} - {None}
     tenant_persons = set(
         str(p) for p in Person.objects.filter(tenant_id=job.integration.tenant_id, pk__in=valid_ids).values_list("pk", flat=True)
     )
@@ -187,7 +187,7 @@ def _write_chunk(job, batch, validator):
             errors.append(ImportRowError(job=job, line=line, errors=data))
             continue
         problems = [{"field": ".".join(map(str, e.absolute_path)) or None, "message": e.message} for e in validator.iter_errors(data)]
-        key = _uuid_or_none(pid)
+        key = uuid_or_none(pid)
         if key not in tenant_persons:
             problems.append({"field": "person_id", "message": "no such person in this tenant"})
         elif key not in consenting:

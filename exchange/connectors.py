@@ -8,7 +8,6 @@ degraded, retried with exponential backoff, and the last good data is kept.
 """
 import csv
 import datetime
-import uuid
 
 import requests
 from django.db import transaction
@@ -19,6 +18,7 @@ from audit.services import AuditEvent, IncidentKind, IncidentSeverity, audit_rec
 from scp_core.models import Consent, Person, VerticalRecord
 from scp_portal.problems import ApiError
 
+from .batch import cast_cell, uuid_or_none
 from .models import Connector, ConnectorStatus
 from .webhooks import check_target
 
@@ -67,11 +67,7 @@ def _csv_file(connector, types):
             rows = list(csv.DictReader(handle))
     except OSError as exc:
         raise PartnerUnavailable(f"file not readable: {exc.strerror}") from exc
-    for row in rows:
-        for name, json_type in types.items():
-            if name in row and json_type == "integer" and row[name].lstrip("-").isdigit():
-                row[name] = int(row[name])
-    return rows
+    return [{k: cast_cell(v, types.get(k)) for k, v in row.items()} for row in rows]
 
 
 ADAPTERS = {"json_https": _json_https, "csv_file": _csv_file}
@@ -128,7 +124,8 @@ def connector_run(connector, *, now=None):
 def _write(connector, clean):
     """Upsert by the partner's natural key, for persons of the tenant with consent now."""
     ids = {pid for _, pid, _ in clean}
-    valid = {str(p) for p in Person.objects.filter(tenant_id=connector.integration.tenant_id, pk__in=_uuids(ids)).values_list("pk", flat=True)}
+    wanted = {uuid_or_none(i) for i in ids} - {None}
+    valid = {str(p) for p in Person.objects.filter(tenant_id=connector.integration.tenant_id, pk__in=wanted).values_list("pk", flat=True)}
     consenting = {str(p) for p in Consent.objects.in_effect(connector.vertical).filter(person_id__in=valid).values_list("person_id", flat=True)}
     written = 0
     with transaction.atomic():
@@ -142,16 +139,6 @@ def _write(connector, clean):
             )
             written += 1
     return written
-
-
-def _uuids(values):
-    out = []
-    for value in values:
-        try:
-            out.append(uuid.UUID(value))
-        except ValueError:
-            pass
-    return out
 
 
 def _outage(connector, reason, now):

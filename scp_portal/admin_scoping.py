@@ -41,3 +41,22 @@ class RootEditableAdmin(RoleScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return self.roles(request).is_root
+
+
+class TenantScopedAdmin(RoleScopedAdmin):
+    """Tenant data: ROOT, the umbrella authority and auditors see every tenant's rows, tenant
+    admins their own tenants' (through `tenant_path`); nobody else sees the screen."""
+
+    tenant_path = "tenant_id"
+
+    def has_module_permission(self, request):
+        roles = self.roles(request)
+        return roles.sees_everything or bool(roles.admin_tenants)
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def scope(self, queryset, roles):
+        if roles.sees_everything:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_path}__in": roles.admin_tenants})
