@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from audit.services import AuditEvent, audit_record
 from scp_core.models import Consent, Person, VerticalRecord
+from scp_portal.metrics import BATCH_ROWS
 from scp_portal.problems import ApiError
 
 from .models import ImportJob, ImportRowError, ImportStatus
@@ -204,6 +205,8 @@ def _write_chunk(job, batch, validator):
             return False  # another worker took over and got further: stop here
         VerticalRecord.objects.bulk_create(records, ignore_conflicts=True)
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
+        BATCH_ROWS.labels("import", "written").inc(len(records))
+        BATCH_ROWS.labels("import", "failed").inc(len(errors))
         ImportJob.objects.filter(pk=job.pk).update(
             next_line=last_line + 1, rows_done=locked.rows_done + len(batch), rows_failed=locked.rows_failed + len(errors),
             heartbeat_at=timezone.now(),

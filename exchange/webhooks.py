@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
+from scp_portal.metrics import WEBHOOK_DELIVERIES
 from scp_portal.problems import ApiError
 
 from .events import body_of, visible_to
@@ -145,6 +146,7 @@ def deliver(delivery_id, *, now=None, session=None):
 
 
 def _finish(delivery, status, error):
+    WEBHOOK_DELIVERIES.labels("retry" if status == DeliveryStatus.PENDING else status).inc()
     delivery.status = status
     delivery.last_error = error[:300]
     delivery.save()

@@ -7,6 +7,8 @@ from rest_framework.permissions import IsAuthenticated
 
 from exchange.authentication import IntegrationTokenAuthentication
 
+from .metrics import metrics_view
+
 admin.site.site_header = "SCP Integration Layer"
 admin.site.site_title = "SCP Integration Layer portal"
 admin.site.index_title = "Governance portal"
@@ -14,6 +16,7 @@ admin.site.index_title = "Governance portal"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("oidc/", include("mozilla_django_oidc.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("exchange.urls")),
     path(
         "api/schema/",

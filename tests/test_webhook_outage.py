@@ -2,6 +2,7 @@
 no event is lost (the outbox holds them) and none is delivered twice with different ids."""
 import subprocess
 from collections import defaultdict
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -16,10 +17,22 @@ from .receiver import Receiver
 from .worker import Worker, purge_queue, wait_until, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
+REDIS_PORT = str(urlsplit(settings.CELERY_BROKER_URL).port or 6379)
 
 
-def _redis(command):
-    subprocess.run(["bash", str(settings.BASE_DIR / "scripts" / "redis.sh"), command], check=True, capture_output=True, timeout=60)
+def _redis_up():
+    return subprocess.run(["redis-cli", "-p", REDIS_PORT, "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
+
+
+def _stop_redis():
+    """Shut the broker down, whoever started it, and make sure it is really gone."""
+    subprocess.run(["redis-cli", "-p", REDIS_PORT, "shutdown", "nosave"], capture_output=True, timeout=30)
+    wait_until(lambda: not _redis_up(), 30, "Redis to stop")
+
+
+def _start_redis():
+    subprocess.run(["bash", str(settings.BASE_DIR / "scripts" / "redis.sh")], check=True, capture_output=True, timeout=60)
+    wait_until(_redis_up, 30, "Redis to come back")
 
 
 def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keycloak_clients, tmp_path):
@@ -36,12 +49,14 @@ def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keyc
             for person in persons[:3]:
                 consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
             wait_until(lambda: len(receiver.received) >= 1, 60, "the first deliveries")
-            _redis("stop")
+            _stop_redis()
             try:
                 for person in persons[3:]:  # the broker is gone: the outbox must keep these
                     consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+                assert not _redis_up()
+                assert Delivery.objects.filter(status=DeliveryStatus.PENDING).count() >= 3
             finally:
-                _redis("start")
+                _start_redis()
             wait_until(lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 6, 120, "every delivery")
         finally:
             worker.stop()

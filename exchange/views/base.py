@@ -17,6 +17,7 @@ from audit.services import (
     audit_record,
     incident_open,
 )
+from scp_portal.metrics import observe_request
 from scp_portal.problems import ApiError
 
 from .. import controls, policy, ratelimit
@@ -119,6 +120,10 @@ def _audit_request(request, response):
         result = AuditResult.DENIED
     else:
         result = AuditResult.FAILURE
+    elapsed = time.perf_counter() - audit["started"]
+    observe_request(tenant=integration.tenant.code if integration else None,
+                    integration=str(integration.pk) if integration else None, status=status,
+                    code=getattr(response, "problem_code", ""), seconds=elapsed)
     audit_record(
         event_type=AuditEvent.API_REQUEST,
         result=result,
@@ -135,7 +140,7 @@ def _audit_request(request, response):
             "method": request.method,
             "path": request.path,
             "token": audit.get("token", {}),
-            "latency_ms": round((time.perf_counter() - audit["started"]) * 1000, 2),
+            "latency_ms": round(elapsed * 1000, 2),
             **audit["details"],
         },
     )

@@ -28,3 +28,5 @@ SCP_IMPORT_STALE_SECONDS = env_int("SCP_IMPORT_STALE_SECONDS", 60)
 SCP_IMPORT_SWEEP_SECONDS = env_int("SCP_IMPORT_SWEEP_SECONDS", 15)
 # Batch export files are deleted this long after they are produced.
 SCP_EXPORT_TTL_HOURS = env_int("SCP_EXPORT_TTL_HOURS", 24)
+# Bearer token of the Prometheus scraper for /metrics (staff with a global role may also look).
+SCP_METRICS_TOKEN = env("SCP_METRICS_TOKEN", "")
