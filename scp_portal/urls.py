@@ -7,6 +7,8 @@ from rest_framework.permissions import IsAuthenticated
 
 from exchange.authentication import IntegrationTokenAuthentication
 
+from audit.monitoring_views import compliance_view, monitoring_view
+
 from .metrics import metrics_view
 
 admin.site.site_header = "SCP Integration Layer"
@@ -14,6 +16,8 @@ admin.site.site_title = "SCP Integration Layer portal"
 admin.site.index_title = "Governance portal"
 
 urlpatterns = [
+    path("admin/monitoring/", admin.site.admin_view(monitoring_view), name="monitoring"),
+    path("admin/compliance/", admin.site.admin_view(compliance_view), name="monitoring-compliance"),
     path("admin/", admin.site.urls),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("metrics", metrics_view, name="metrics"),

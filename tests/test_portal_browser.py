@@ -116,3 +116,30 @@ def test_buttons_show_only_what_the_signed_in_person_may_do(browser, live_server
     assert page.locator("a[data-action]").count() == 0
     _shot(page, "06-auditor-read-only")
     page.context.close()
+
+
+def test_monitoring_screens_render_real_data_in_chromium(browser, live_server, staff, demo, keycloak_clients):
+    from .exchange_helpers import activate
+
+    import datetime
+
+    import requests as http
+    from django.utils import timezone
+
+    partner = activate(staff, demo, keycloak_clients, name="monitored clinic")
+    # It ends in three days: the compliance view lists it.
+    Integration.objects.filter(pk=partner.integration.pk).update(active_until=timezone.now() + datetime.timedelta(days=3))
+
+    for vertical in ("health", "health", "education"):
+        http.get(f"{live_server.url}/api/v1/persons/?vertical={vertical}",
+                 headers={"Authorization": f"Bearer {partner.token}"}, timeout=10)
+    page = _sign_in(browser, live_server, "auditor")
+    page.goto(f"{live_server.url}/admin/monitoring/?tenant=ke&hours=6")
+    assert page.locator("rect.bar-requests").count() > 0
+    assert "vertical_not_permitted" in page.inner_text("#denials")
+    _shot(page, "07-monitoring")
+    page.goto(f"{live_server.url}/admin/compliance/")
+    assert "monitored clinic" in page.inner_text("#compliance")
+    assert "active_until within 14 days" in page.inner_text("#compliance")
+    _shot(page, "08-compliance")
+    page.context.close()
