@@ -93,3 +93,9 @@ def push_record(*, integration, idempotency_key, person_id, vertical_code, recor
         return replay
     on_details(idempotency={"key": idempotency_key, "replayed": False} if idempotency_key else {}, record_id=body["id"])
     return 201, body
+
+
+def expire_idempotency_keys(now=None):
+    cutoff = (now or timezone.now()) - datetime.timedelta(hours=settings.SCP_IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

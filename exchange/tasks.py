@@ -54,3 +54,11 @@ def run_due_connectors_task():
     from .connectors import run_due
 
     return run_due()
+
+
+@shared_task
+def expire_idempotency_keys_task():
+    """Forget Idempotency-Keys older than SCP_IDEMPOTENCY_TTL_HOURS (they no longer replay)."""
+    from .pushes import expire_idempotency_keys
+
+    return expire_idempotency_keys()

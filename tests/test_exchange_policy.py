@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, AuditResult, Incident, IncidentKind
+from exchange.pushes import expire_idempotency_keys
 from lifecycle import keycloak, services
 from registry.models import Integration, RateLimitPolicy
 from scp_core.models import ConsentStatus, VerticalRecord
@@ -267,6 +268,10 @@ def test_idempotency_key_replays_or_conflicts(api, world):
     changed = {**body, "data": {**body["data"], "dose": 3}}
     assert_denied(call(api, partner.token, "/api/v1/records/", "post", changed, HTTP_IDEMPOTENCY_KEY="k-1"), 409, "idempotency_conflict")
     assert VerticalRecord.objects.count() == 1
+    # After the documented time the key is forgotten: the same key is a new push.
+    assert expire_idempotency_keys(now=timezone.now() + datetime.timedelta(hours=25)) == 1
+    assert call(api, partner.token, "/api/v1/records/", "post", changed, HTTP_IDEMPOTENCY_KEY="k-1").status_code == 201
+    assert VerticalRecord.objects.count() == 2
 
 
 # --- aggregates ---------------------------------------------------------------------------

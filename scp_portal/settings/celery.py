@@ -21,6 +21,7 @@ CELERY_BEAT_SCHEDULE = {
     # Due webhook deliveries, including any the broker never carried (the outbox holds them).
     "deliver-due-webhooks": {"task": "exchange.tasks.deliver_due_webhooks_task", "schedule": 5.0},
     "expire-exports": {"task": "exchange.tasks.expire_exports_task", "schedule": 3600.0},
+    "expire-idempotency-keys": {"task": "exchange.tasks.expire_idempotency_keys_task", "schedule": 3600.0},
     "run-due-connectors": {"task": "exchange.tasks.run_due_connectors_task", "schedule": 30.0},
     # Batch imports whose worker died resume from their checkpoint.
     "resume-stalled-imports": {
