@@ -30,3 +30,14 @@ def test_production_refuses_to_start_without_its_secrets():
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_compose_file_validates():
+    """`docker-compose config` (Debian's 1.29, the compose tool these machines can have)."""
+    compose = settings.BASE_DIR / "docker" / "compose.yaml"
+    env = {**os.environ, "SCP_DB_PASSWORD": "validation-only"}
+    result = subprocess.run(["docker-compose", "-f", str(compose), "config", "-q"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run(["docker-compose", "-f", str(compose), "config", "--services"], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert set(services) == {"postgres", "redis", "keycloak", "portal", "worker", "beat", "nginx"}
