@@ -40,9 +40,9 @@ def _columns_of(schema):
 def import_create(*, integration, vertical, record_type, upload):
     """Store an uploaded file (streamed to disk, size-limited) and queue its job."""
     job = import_store(integration=integration, vertical=vertical, record_type=record_type, upload=upload)
-    from .tasks import run_import_task
+    from .tasks import enqueue_after_commit, run_import_task
 
-    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
+    enqueue_after_commit(run_import_task, job.pk)
     return job
 
 
@@ -80,13 +80,6 @@ def import_store(*, integration, vertical, record_type, upload):
     job.file_path, job.file_size, job.rows_total = str(path), upload.size, max(rows, 0)
     job.save()
     return job
-
-
-def _enqueue(task, job_id):
-    try:
-        task.delay(str(job_id))
-    except Exception:  # noqa: BLE001 -- broker down: the resume sweeper will start it
-        logger.warning("broker unavailable; import %s left to the sweeper", job_id)
 
 
 def _claim(job_id):
@@ -222,9 +215,9 @@ def import_resume(job):
     if job.status == ImportStatus.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
         raise ApiError(409, "invalid_transition", "The import is running.")
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED)
-    from .tasks import run_import_task
+    from .tasks import enqueue_after_commit, run_import_task
 
-    transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
+    enqueue_after_commit(run_import_task, job.pk)
 
 
 def requeue_stalled():

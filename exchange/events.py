@@ -1,16 +1,11 @@
 """Domain events (spec §5.3): written to the outbox in the caller's transaction, fanned out to
 matching subscriptions as Delivery rows, and shown to partners only under the policy in force
 when they are delivered or pulled (tenant, vertical, consent)."""
-import logging
-
-from django.db import transaction
-
 from registry.models import IntegrationStatus
 from scp_core.models import Consent
 
 from .models import Delivery, Event, EventType, Subscription
 
-logger = logging.getLogger(__name__)
 _SERVING = {IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED}
 
 
@@ -27,21 +22,10 @@ def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration
     ]
     Delivery.objects.bulk_create(deliveries)
     if deliveries:
-        ids = [str(d.id) for d in deliveries]
-        transaction.on_commit(lambda: _enqueue(ids))
+        from .tasks import deliver_webhook_task, enqueue_after_commit
+
+        enqueue_after_commit(deliver_webhook_task, *(d.id for d in deliveries))
     return event
-
-
-def _enqueue(delivery_ids):
-    """Best effort: if the broker is down the rows wait in the outbox for the sweeper."""
-    from .tasks import deliver_webhook_task
-
-    for delivery_id in delivery_ids:
-        try:
-            deliver_webhook_task.delay(delivery_id)
-        except Exception:  # noqa: BLE001 -- any broker failure; the outbox keeps the delivery
-            logger.warning("broker unavailable; delivery %s left to the sweeper", delivery_id)
-            return
 
 
 def _in_scope(event, integration):

@@ -24,10 +24,9 @@ def export_create(*, integration, vertical, file_format):
     if file_format not in ("ndjson", "csv"):
         raise ApiError(422, "validation_error", "'format' must be 'ndjson' or 'csv'.", errors=[{"field": "format", "message": "ndjson or csv"}])
     job = ExportJob.objects.create(integration=integration, vertical=vertical, file_format=file_format)
-    from .batch import _enqueue
-    from .tasks import run_export_task
+    from .tasks import enqueue_after_commit, run_export_task
 
-    transaction.on_commit(lambda: _enqueue(run_export_task, job.pk))
+    enqueue_after_commit(run_export_task, job.pk)
     return job
 
 

@@ -1,5 +1,25 @@
-"""Celery tasks of the exchange: they take ids and call the webhook service."""
+"""Celery tasks of the exchange: they take ids and call the services."""
+import logging
+
 from celery import shared_task
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_after_commit(task, *ids):
+    """Queue `task` once per id after the current transaction commits. If the broker is down,
+    nothing is lost: the rows wait in the database for the beat sweepers."""
+
+    def send():
+        for id_ in ids:
+            try:
+                task.delay(str(id_))
+            except Exception:  # noqa: BLE001 -- any broker failure
+                logger.warning("broker unavailable; %s of %s left to the sweeper", task.name, id_)
+                return
+
+    transaction.on_commit(send)
 
 
 @shared_task

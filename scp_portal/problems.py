@@ -1,6 +1,6 @@
 """RFC 9457 problem details: the one error shape of every API response that is not 2xx."""
 from django.http import JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -129,7 +129,7 @@ def exception_handler(exc, context):
     return response
 
 
-__all__ = ["ApiError", "PROBLEM_CONTENT_TYPE", "exception_handler", "problem_response", "status"]
+__all__ = ["ApiError", "PROBLEM_CONTENT_TYPE", "exception_handler", "problem_response"]
 
 
 # --- domain errors raised by services and mapped to problems by the handler above ---------
