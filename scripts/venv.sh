@@ -11,7 +11,7 @@ fi
 if [ ! -f "$stamp" ] || [ "$ROOT_DIR/pyproject.toml" -nt "$stamp" ]; then
   log "installing Python dependencies"
   "$VENV_DIR/bin/pip" install -q --upgrade pip
-  extras="test"
+  extras="test,bench"
   "$VENV_DIR/bin/pip" install -q "$ROOT_DIR[$extras]"
   touch "$stamp"
 fi

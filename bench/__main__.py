@@ -1,0 +1,94 @@
+"""`python -m bench [--tiny] [--out DIR]` (what `make bench` runs after starting the services).
+
+Starts gunicorn with the production settings on PostgreSQL and Redis, a Celery worker and
+an nginx webhook receiver, measures each governed path beside its bare baseline in the same
+run, and writes bench.json, bench.md and latency.png to DIR. Exits non-zero if a measurement
+fails or a withdrawn person leaks; a missed speed target is reported in the table, not fatal.
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import django
+
+PROFILES = {
+    # full: the real run (a few minutes); tiny: the version the test suite runs so it keeps working.
+    "full": {"persons": 100_000, "http_seconds": 15, "appends": 5000, "import_rows": 100_000, "import_export_rows": 3000,
+             "deliveries": 2000, "noops": 5000, "withdrawals": 20, "pollers": 4},
+    "tiny": {"persons": 600, "http_seconds": 2, "appends": 200, "import_rows": 500, "import_export_rows": 100,
+             "deliveries": 30, "noops": 100, "withdrawals": 5, "pollers": 2},
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--tiny", action="store_true", help="a seconds-long run that checks the benchmark works")
+    parser.add_argument("--out", default="artifacts/bench", help="where the JSON, Markdown and PNG go")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    django.setup()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    profile = "tiny" if args.tiny else "full"
+    figures = run(profile, PROFILES[profile])
+    from .report import write
+
+    text, _table = write(figures, out)
+    print(text)
+    print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'latency.png'}")
+    return 1 if figures["consent"]["leaked_persons"] else 0
+
+
+def _log(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run(profile, p):
+    from django.conf import settings
+
+    from . import audit_rate, batch_rate, data, http_load, stack, webhook_rate
+
+    if settings.DEBUG:
+        raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
+    figures = {"profile": profile, "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+               "sizes": p}
+    _log(f"seeding {p['persons']} consenting persons and activating an integration")
+    tenant, vertical = data.seed(p["persons"])
+    partnered = data.activate(tenant, vertical)
+    with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
+        workdir = Path(tmp)
+        server = stack.gunicorn(workdir, workers=os.cpu_count() or 2)
+        try:
+            base = f"http://127.0.0.1:{server.port}"
+            _log("governed vs bare GET /api/v1/persons/ (wrk)")
+            figures["http"] = http_load.governed_vs_bare(base, partnered, seconds=p["http_seconds"],
+                                                         connections=os.cpu_count() or 2)
+            _log("consent withdrawals under load")
+            figures["consent"] = http_load.consent_leak(base, partnered, tenant, vertical, withdrawals=p["withdrawals"],
+                                                        pollers=p["pollers"])
+            figures["gunicorn_rss_mb"] = [round(stack.rss_mb(pid), 1) for pid in stack.worker_pids(server)]
+        finally:
+            server.stop()
+        _log("audit append vs raw INSERT")
+        figures["audit"] = audit_rate.measure(partnered.integration, appends=p["appends"])
+        _log("batch import vs COPY and django-import-export")
+        path = batch_rate.write_file(workdir / "import.csv", tenant, vertical, p["import_rows"])
+        figures["import"] = {
+            "governed": batch_rate.governed(path, partnered.integration, vertical, p["import_rows"]),
+            "copy": batch_rate.copy(path, p["import_rows"]),
+            "import_export": batch_rate.import_export(path, vertical, p["import_export_rows"]),
+        }
+        _log("webhook deliveries vs Celery no-op tasks (one worker)")
+        figures["webhooks"] = webhook_rate.measure(partnered.integration, vertical, workdir,
+                                                   deliveries=p["deliveries"], noops=p["noops"])
+    partnered.close()
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())

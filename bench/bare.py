@@ -1,0 +1,15 @@
+"""The bare baseline of the governed `GET /api/v1/persons/`: the same rows and fields, read
+and serialized by the same server, with no token, policy, rate limit, consent, masking or
+audit. The benchmark seeds a tenant in which every person consents, so both serve the same page."""
+from django.http import JsonResponse
+
+from scp_core.demo import HEALTH_READ_FIELDS
+from scp_core.models import Person
+
+_FIELDS = list(HEALTH_READ_FIELDS)
+
+
+def bare_persons(request):
+    page_size = min(int(request.GET.get("page_size", 100)), 500)
+    rows = Person.objects.filter(tenant__code=request.GET.get("tenant", "ke")).order_by("id").values(*_FIELDS)[:page_size]
+    return JsonResponse({"results": [{**row, "id": str(row["id"])} for row in rows]})

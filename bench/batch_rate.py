@@ -1,0 +1,92 @@
+"""Batch import rate: the governed import (the same code the Celery job runs: contract
+validation, tenant and consent per row, chunked checkpoints) against PostgreSQL COPY of the
+same file into a bare table, and against django-import-export loading the same rows."""
+import csv
+import itertools
+import json
+import time
+import uuid
+
+from django.core.files import File
+from django.db import connection
+from import_export import resources, widgets
+from import_export.fields import Field
+from tablib import Dataset
+
+from exchange import batch
+from scp_core.models import Consent, Person, VerticalRecord
+
+COPY_TABLE = "bench_copy_import"
+
+
+def write_file(path, tenant, vertical, rows):
+    """`rows` immunization rows of consenting persons of the tenant (the contract's columns)."""
+    persons = [str(p) for p in Person.objects.filter(tenant=tenant, pk__in=Consent.objects.in_effect(vertical)
+                                                     .values("person_id")).values_list("pk", flat=True)[:1000]]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["person_id", "vaccine", "dose", "date"])
+        for i in range(rows):
+            writer.writerow([persons[i % len(persons)], "OPV", 1 + i % 4, "2026-05-17"])
+    return path
+
+
+def governed(path, integration, vertical, rows):
+    started = time.perf_counter()
+    with path.open("rb") as handle:
+        job = batch.import_store(integration=integration, vertical=vertical, record_type="immunization",
+                                 upload=File(handle, name="rows.csv"))
+    status = batch.run_import(job.pk)
+    elapsed = time.perf_counter() - started
+    job.refresh_from_db()
+    if status != "completed" or job.rows_done != rows or job.rows_failed:
+        raise RuntimeError(f"governed import: {status}, {job.rows_done} done, {job.rows_failed} failed of {rows}")
+    return {"rows": rows, "seconds": elapsed, "rate": rows / elapsed}
+
+
+def copy(path, rows):
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
+        cursor.execute(f"CREATE TABLE {COPY_TABLE} (person_id uuid, vaccine text, dose integer, date date)")
+    try:
+        started = time.perf_counter()
+        with connection.cursor() as cursor, path.open("rb") as handle:
+            with cursor.cursor.copy(f"COPY {COPY_TABLE} FROM STDIN (FORMAT csv, HEADER true)") as copy:
+                while block := handle.read(1 << 16):
+                    copy.write(block)
+        elapsed = time.perf_counter() - started
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
+    return {"rows": rows, "seconds": elapsed, "rate": rows / elapsed}
+
+
+class ImmunizationResource(resources.ModelResource):
+    """django-import-export as its documentation sets it up: a ModelResource, rows matched on
+    an id column (here the natural key), one instance saved per row."""
+
+    person = Field(attribute="person", column_name="person_id", widget=widgets.ForeignKeyWidget(Person, "pk"))
+
+    class Meta:
+        model = VerticalRecord
+        fields = ("person", "vertical", "record_type", "data", "import_key")
+        import_id_fields = ("import_key",)
+
+
+def import_export(path, vertical, rows):
+    """The first `rows` rows of the same file, shaped into the model's columns in the timing."""
+    started = time.perf_counter()
+    with path.open(newline="") as handle:
+        text = "".join(itertools.islice(handle, rows + 1))
+    dataset = Dataset().load(text, format="csv")
+    run, line = uuid.uuid4().hex[:8], itertools.count(1)
+    dataset.append_col([vertical.pk] * len(dataset), header="vertical")
+    dataset.append_col(["immunization"] * len(dataset), header="record_type")
+    dataset.append_col([f"iex-{run}:{next(line)}" for _ in range(len(dataset))], header="import_key")
+    dataset.append_col([json.dumps({"vaccine": r["vaccine"], "dose": int(r["dose"]), "date": r["date"]})
+                        for r in dataset.dict], header="data")
+    result = ImmunizationResource().import_data(dataset, dry_run=False, use_transactions=True, raise_errors=True)
+    elapsed = time.perf_counter() - started
+    if result.has_errors() or result.totals["new"] != rows:
+        raise RuntimeError(f"django-import-export: {dict(result.totals)}")
+    return {"rows": rows, "seconds": elapsed, "rate": rows / elapsed}

@@ -1,0 +1,93 @@
+"""Load on the real server: wrk against the governed and the bare endpoint (same server,
+same client, same settings), and the consent-withdrawal leak check under load."""
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from scp_core.models import ConsentStatus, Person
+from scp_core.services import consent_record
+
+from .data import TENANT, VERTICAL, regrant, staff
+
+LUA = Path(__file__).with_name("report.lua")
+PROXY = {"X-Forwarded-Proto": "https"}  # as nginx sets it: the production settings redirect plain HTTP
+
+
+def wrk(url, *, seconds, connections, headers=()):
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA)]
+    for name, value in {**PROXY, **dict(headers)}.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
+    run = json.loads(line.removeprefix("WRK_JSON "))
+    run["throughput"] = run["requests"] / (run["duration_us"] / 1e6)
+    percentiles = {p: us for p, us in run["percentiles"]}
+    run["p50_ms"], run["p99_ms"] = percentiles[50] / 1000, percentiles[99] / 1000
+    return run
+
+
+def governed_vs_bare(base, partnered, *, seconds, connections):
+    """Warm both up, then measure each in turn; every response must be a 2xx."""
+    governed_url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
+    bare_url = f"{base}/bench/bare/persons/?tenant={TENANT}"
+    same = _same_rows(governed_url, bare_url, partnered.token())
+    runs = {}
+    for name, url in (("governed", governed_url), ("bare", bare_url)):
+        auth = {"Authorization": f"Bearer {partnered.token()}"} if name == "governed" else {}
+        wrk(url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up
+        runs[name] = wrk(url, seconds=seconds, connections=connections, headers=auth)
+        if runs[name]["errors"]["status"] or runs[name]["errors"]["timeout"]:
+            raise RuntimeError(f"{name}: {runs[name]['errors']} (non-2xx or timed-out responses)")
+    return {"same_rows": same, "connections": connections, "seconds": seconds, **runs}
+
+
+def _same_rows(governed_url, bare_url, token):
+    governed = requests.get(governed_url, headers={**PROXY, "Authorization": f"Bearer {token}"}, timeout=30)
+    bare = requests.get(bare_url, headers=PROXY, timeout=30)
+    governed.raise_for_status(), bare.raise_for_status()
+    return [r["id"] for r in governed.json()["results"]] == [r["id"] for r in bare.json()["results"]]
+
+
+def consent_leak(base, partnered, tenant, vertical, *, withdrawals, pollers, seconds_after=1.0):
+    """Pollers read the first page (500 persons) without pause while persons on it withdraw
+    consent one by one. A leak is a withdrawn person in a response to a request sent after
+    the withdrawal committed. Consent is granted again afterwards."""
+    url = f"{base}/api/v1/persons/?vertical={vertical.code}&page_size=500"
+    headers = {**PROXY, "Authorization": f"Bearer {partnered.token()}"}
+    first_page = requests.get(url, headers=headers, timeout=30).json()["results"]
+    targets = [row["id"] for row in first_page[:: max(1, len(first_page) // withdrawals)][:withdrawals]]
+    withdrawn_at, observations, stop = {}, [], threading.Event()
+
+    def poll():
+        with requests.Session() as session:
+            while not stop.is_set():
+                sent = time.time()
+                response = session.get(url, headers=headers, timeout=30)
+                response.raise_for_status()
+                observations.append((sent, {row["id"] for row in response.json()["results"]}))
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
+    for thread in threads:
+        thread.start()
+    root = staff("root")
+    persons = {str(p.pk): p for p in Person.objects.filter(pk__in=targets).select_related("tenant")}
+    try:
+        for person_id in targets:
+            time.sleep(0.05)
+            consent_record(person=persons[person_id], vertical=vertical, status=ConsentStatus.WITHDRAWN, actor=root)
+            withdrawn_at[person_id] = time.time()  # after the commit
+        time.sleep(seconds_after)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        regrant(persons.values(), vertical)
+    leaked = {pid for sent, ids in observations for pid in ids & withdrawn_at.keys() if sent > withdrawn_at[pid]}
+    checked = sum(1 for sent, ids in observations for pid in withdrawn_at if sent > withdrawn_at[pid])
+    return {"withdrawals": len(withdrawn_at), "responses": len(observations), "checks_after_withdrawal": checked,
+            "leaked_persons": len(leaked)}
+

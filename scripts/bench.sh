@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark (`make bench`): the stack with production settings (DEBUG off, gunicorn,
+# PostgreSQL, Redis, Keycloak) on its own database `scp_bench`, then `python -m bench`.
+# Extra arguments go to it (e.g. `make bench ARGS=--tiny`). Results: artifacts/bench/.
+source "$(dirname "$0")/lib.sh"
+
+bash "$ROOT_DIR/scripts/venv.sh"
+bash "$ROOT_DIR/scripts/services.sh"
+apt_install wrk nginx
+
+BENCH_DB="${SCP_BENCH_DB:-scp_bench}"
+if [ "$(su postgres -c "psql -p $PG_PORT -qAt -c \"SELECT 1 FROM pg_database WHERE datname='$BENCH_DB'\"")" != 1 ]; then
+  log "creating database $BENCH_DB"
+  su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"CREATE DATABASE $BENCH_DB OWNER $PG_USER\""
+fi
+
+export DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$BENCH_DB"
+export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/2"
+export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
+export DJANGO_SETTINGS_MODULE=bench.settings
+# Production settings: DEBUG off and fresh secrets for this run only.
+export DJANGO_DEBUG=false
+export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
+export DJANGO_SECRET_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
+export SCP_PSEUDONYM_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+export SCP_AUDIT_SIGNING_KEY="$("$VENV_DIR/bin/python" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
+
+cd "$ROOT_DIR"
+"$VENV_DIR/bin/python" manage.py migrate --no-input -v 0
+exec "$VENV_DIR/bin/python" -m bench "$@"
