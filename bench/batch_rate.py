@@ -50,10 +50,10 @@ def copy(path, rows):
         cursor.execute(f"CREATE TABLE {COPY_TABLE} (person_id uuid, vaccine text, dose integer, date date)")
     try:
         started = time.perf_counter()
-        with connection.cursor() as cursor, path.open("rb") as handle:
-            with cursor.cursor.copy(f"COPY {COPY_TABLE} FROM STDIN (FORMAT csv, HEADER true)") as copy:
-                while block := handle.read(1 << 16):
-                    copy.write(block)
+        with connection.cursor() as cursor, path.open("rb") as handle, \
+                cursor.cursor.copy(f"COPY {COPY_TABLE} FROM STDIN (FORMAT csv, HEADER true)") as copy:
+            while block := handle.read(1 << 16):
+                copy.write(block)
         elapsed = time.perf_counter() - started
     finally:
         with connection.cursor() as cursor:
