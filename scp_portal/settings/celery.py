@@ -6,6 +6,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKE
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
+# Celery's Django fixup closes the database connection before and after every task unless
+# told to reuse it; a fresh PostgreSQL connection per webhook delivery cost more than the
+# delivery itself (README, "Benchmarks"). Reused for this many tasks; CONN_HEALTH_CHECKS
+# replaces a broken one first.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
