@@ -26,11 +26,12 @@ VERIFIER = Path(settings.BASE_DIR) / "audit" / "verifier" / "scp_audit_verify.py
 
 
 def _records(tenant, n, **extra):
-    return [
+    ids = [
         audit_record(event_type=AuditEvent.API_REQUEST, tenant=tenant, actor=f"client-{i}", status_code=200,
                      verticals=["health"], details={"n": i, "latency_ms": 1.25 * i}, **extra)
         for i in range(n)
     ]
+    return list(AuditRecord.objects.filter(pk__in=ids).order_by("id"))
 
 
 def _superuser_sql(sql):
