@@ -67,7 +67,7 @@ def _integration_of(claims):
         integration_id = uuid.UUID(str(claims.get("integration_id")))
     except ValueError as exc:
         raise ApiError(401, "token_invalid", "The token carries no valid 'integration_id'.") from exc
-    integration = Integration.objects.for_token(integration_id).first()
-    if integration is None:
-        raise ApiError(403, "permission_denied", "The token names no known integration.")
-    return integration
+    try:  # get(), not first(): no ORDER BY to build and plan for a lookup by primary key
+        return Integration.objects.for_token(integration_id).get()
+    except Integration.DoesNotExist as exc:
+        raise ApiError(403, "permission_denied", "The token names no known integration.") from exc

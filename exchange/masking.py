@@ -55,5 +55,8 @@ def mask(value, rule):
 
 
 def minimize(obj, field_rules):
-    """The dict of only the contract's fields of `obj`, each masked by its rule."""
+    """The dict of only the contract's fields of `obj` (a model instance, or a row of
+    `values()`), each masked by its rule."""
+    if isinstance(obj, dict):
+        return {field: mask(obj[field], rule) for field, rule in field_rules.items()}
     return {field: mask(getattr(obj, field), rule) for field, rule in field_rules.items()}

@@ -5,9 +5,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 
-from exchange.authentication import IntegrationTokenAuthentication
-
 from audit.monitoring_views import compliance_view, monitoring_view
+from exchange.authentication import IntegrationTokenAuthentication
 
 from .metrics import metrics_view
 

@@ -48,7 +48,8 @@ class PersonListView(GovernedAPIView):
         if since is not None:
             persons = persons.filter(updated_at__gte=since)
         paginator = ExchangeCursorPagination()
-        page = paginator.paginate_queryset(persons.only(*{"id", *fields}), request, view=self)
+        # Rows, not model instances: building 100 Person objects per page cost more than the query.
+        page = paginator.paginate_queryset(persons.values(*{"id", *fields}), request, view=self)
         self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)})
         return paginator.get_paginated_response([minimize(p, fields) for p in page])
 
