@@ -50,7 +50,7 @@ def _log(message):
 def run(profile, p):
     from django.conf import settings
 
-    from . import audit_rate, batch_rate, data, http_load, stack, webhook_rate
+    from . import data
 
     if settings.DEBUG:
         raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
@@ -60,6 +60,16 @@ def run(profile, p):
     _log(f"seeding {p['persons']} consenting persons and activating an integration")
     tenant, vertical = data.seed(p["persons"])
     partnered = data.activate(tenant, vertical)
+    try:
+        _measure(figures, p, tenant, vertical, partnered)
+    finally:
+        partnered.close()
+    return figures
+
+
+def _measure(figures, p, tenant, vertical, partnered):
+    from . import audit_rate, batch_rate, http_load, stack, webhook_rate
+
     with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
         workdir = Path(tmp)
         server = stack.gunicorn(workdir, workers=os.cpu_count() or 2)
@@ -86,8 +96,6 @@ def run(profile, p):
         _log("webhook deliveries vs Celery no-op tasks (one worker)")
         figures["webhooks"] = webhook_rate.measure(partnered.integration, vertical, workdir,
                                                    deliveries=p["deliveries"], noops=p["noops"])
-    partnered.close()
-    return figures
 
 
 if __name__ == "__main__":

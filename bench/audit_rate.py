@@ -1,7 +1,7 @@
-"""Audit append rate: the audit service's single-record append (ORM, append-only triggers,
-foreign keys) against a raw single-row INSERT of the same values into a plain copy of the
-table (same columns and indexes, no triggers, no foreign keys). Each append is its own
-transaction, as a request's audit record is."""
+"""Audit append rate: the audit service's append against a raw single-row INSERT of the same
+values into the same table (so the same indexes and the same size of table), each in its own
+transaction as a request's audit record is. The two run in alternating blocks, so that drift
+of the machine or of the table's size during the run affects both alike."""
 import time
 import uuid
 
@@ -10,7 +10,7 @@ from django.db import connection
 from audit.models import AuditRecord
 from audit.services import AuditEvent, AuditResult, audit_record
 
-RAW_TABLE = "bench_raw_audit"
+BLOCKS = 10
 
 
 def _sample(integration):
@@ -24,41 +24,44 @@ def _sample(integration):
     }
 
 
+def _raw_insert(row):
+    """The same record's values, already adapted, in a hand-written INSERT."""
+    fields = [f for f in AuditRecord._meta.concrete_fields if f.column != "id"]
+    sql = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(f.column for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+
+    def insert():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+
+    return insert
+
+
 def measure(integration, *, appends):
     sample = _sample(integration)
-    service = _timed(appends, lambda: audit_record(**sample))
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
-        cursor.execute(f"CREATE TABLE {RAW_TABLE} (LIKE {AuditRecord._meta.db_table} INCLUDING ALL)")
-    try:
-        row = AuditRecord.objects.filter(event_type=AuditEvent.API_REQUEST).order_by("-id").first()
-        columns = [f.column for f in AuditRecord._meta.concrete_fields if f.column != "id"]
-        values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in AuditRecord._meta.concrete_fields
-                  if f.column != "id"]
-        sql = f"INSERT INTO {RAW_TABLE} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    audit_record(**sample)
+    operations = {
+        "service": lambda: audit_record(**sample),
+        "raw_insert": _raw_insert(AuditRecord.objects.order_by("-id").first()),
+    }
+    for operation in operations.values():  # warm-up
+        for _ in range(min(50, appends)):
+            operation()
+    latencies = {name: [] for name in operations}
+    elapsed = dict.fromkeys(operations, 0.0)
+    block = max(1, appends // BLOCKS)
+    for _ in range(BLOCKS):
+        for name, operation in operations.items():
+            for _ in range(block):
+                t = time.perf_counter()
+                operation()
+                latencies[name].append((time.perf_counter() - t) * 1000)
+            elapsed[name] += sum(latencies[name][-block:]) / 1000
+    return {"appends": block * BLOCKS, **{name: _summary(latencies[name], elapsed[name]) for name in operations}}
 
-        def insert():
-            with connection.cursor() as cursor:
-                cursor.execute(sql, values)
 
-        raw = _timed(appends, insert)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
-    return {"appends": appends, "service": service, "raw_insert": raw}
-
-
-def _timed(count, operation):
-    """Rate (ops/s) and per-operation latencies (ms) of `count` calls in autocommit."""
-    for _ in range(min(50, count)):  # warm-up
-        operation()
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(count):
-        t = time.perf_counter()
-        operation()
-        latencies.append((time.perf_counter() - t) * 1000)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {"rate": count / elapsed, "p50_ms": latencies[len(latencies) // 2],
+def _summary(latencies, seconds):
+    latencies = sorted(latencies)
+    return {"rate": len(latencies) / seconds, "p50_ms": latencies[len(latencies) // 2],
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], "latencies_ms": latencies}

@@ -11,7 +11,7 @@ import requests
 from scp_core.models import ConsentStatus, Person
 from scp_core.services import consent_record
 
-from .data import TENANT, VERTICAL, regrant, staff
+from .data import VERTICAL, regrant, staff
 
 LUA = Path(__file__).with_name("report.lua")
 PROXY = {"X-Forwarded-Proto": "https"}  # as nginx sets it: the production settings redirect plain HTTP
@@ -33,7 +33,7 @@ def wrk(url, *, seconds, connections, headers=()):
 def governed_vs_bare(base, partnered, *, seconds, connections):
     """Warm both up, then measure each in turn; every response must be a 2xx."""
     governed_url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
-    bare_url = f"{base}/bench/bare/persons/?tenant={TENANT}"
+    bare_url = f"{base}/bench/bare/persons/?tenant_id={partnered.integration.tenant_id}"
     same = _same_rows(governed_url, bare_url, partnered.token())
     runs = {}
     for name, url in (("governed", governed_url), ("bare", bare_url)):

@@ -1,0 +1,98 @@
+"""The benchmark keeps working: its tiny version runs on the real services, and its table
+says when a target is missed. (The real run is `make bench`, never part of the tests.)"""
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from bench.report import ratios
+
+
+def _bench_env():
+    params = connection.settings_dict
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SCP_"))},
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "SCP_PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "SCP_AUDIT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "DATABASE_URL": f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST']}:{params['PORT']}/{params['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "KEYCLOAK_URL": settings.KEYCLOAK_URL,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
+    # When the tiny benchmark runs against the test database with production settings
+    done = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--out", str(tmp_path)], check=False,
+                          cwd=settings.BASE_DIR,
+                          env=_bench_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    # Then every figure is there with its baseline, measured on the same rows
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    http = figures["http"]
+    assert http["same_rows"] is True
+    for side in ("governed", "bare"):
+        assert http[side]["requests"] > 0 and http[side]["errors"]["status"] == 0
+        assert 0 < http[side]["p50_ms"] <= http[side]["p99_ms"]
+    assert figures["audit"]["service"]["rate"] > 0 and figures["audit"]["raw_insert"]["rate"] > 0
+    assert all(figures["import"][k]["rate"] > 0 for k in ("governed", "copy", "import_export"))
+    assert figures["webhooks"]["webhook"]["delivered"] == figures["sizes"]["deliveries"]
+    assert figures["webhooks"]["noop"]["rate"] > 0
+    # and the leak check looked at responses sent after withdrawals, and found none
+    assert figures["consent"]["checks_after_withdrawal"] > 0
+    assert figures["consent"]["leaked_persons"] == 0
+    assert figures["gunicorn_rss_mb"] and all(rss > 0 for rss in figures["gunicorn_rss_mb"])
+    assert len(figures["table"]) == 9
+    table = (tmp_path / "bench.md").read_text()
+    assert table.count("\n| ") == 11  # the header, its rule and nine figures
+    assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _figures(**overrides):
+    http_side = {"throughput": 100.0, "p50_ms": 5.0, "p99_ms": 10.0}
+    figures = {
+        "http": {"governed": dict(http_side), "bare": dict(http_side)},
+        "audit": {"service": {"rate": 900.0}, "raw_insert": {"rate": 1000.0}},
+        "import": {"governed": {"rate": 20000.0}, "copy": {"rate": 100000.0}, "import_export": {"rate": 500.0}},
+        "webhooks": {"webhook": {"rate": 400.0}, "noop": {"rate": 1000.0}},
+        "consent": {"leaked_persons": 0},
+        "gunicorn_rss_mb": [90.0, 95.0],
+    }
+    for path, value in overrides.items():
+        *parents, leaf = path.split("__")
+        node = figures
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return figures
+
+
+def test_every_target_met_reads_yes():
+    assert all(row["met"] in (True, None) for row in ratios(_figures()))
+
+
+@pytest.mark.parametrize(("override", "measure"), [
+    ({"http__governed__throughput": 79.0}, "GET /api/v1/persons/ throughput (req/s)"),
+    ({"http__governed__p99_ms": 15.5}, "GET /api/v1/persons/ p99 latency (ms)"),
+    ({"audit__service__rate": 790.0}, "audit append (records/s)"),
+    ({"import__governed__rate": 9000.0}, "batch import vs COPY (rows/s)"),
+    ({"import__import_export__rate": 5000.0}, "batch import vs django-import-export (rows/s)"),
+    ({"webhooks__webhook__rate": 290.0}, "webhook deliveries per worker (/s)"),
+    ({"consent__leaked_persons": 1}, "leaked persons after consent withdrawal"),
+    ({"gunicorn_rss_mb": [90.0, 151.0]}, "largest gunicorn worker RSS (MB)"),
+])
+def test_a_missed_target_reads_no(override, measure):
+    rows = {row["measure"]: row["met"] for row in ratios(_figures(**override))}
+    assert rows[measure] is False
+    assert all(met in (True, None) for name, met in rows.items() if name != measure)
