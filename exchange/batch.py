@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from jsonschema import Draft202012Validator, FormatChecker
 
 from audit.services import AuditEvent, audit_record
 from scp_core.models import Consent, Person, VerticalRecord
@@ -22,6 +22,7 @@ from scp_portal.metrics import BATCH_ROWS
 from scp_portal.problems import ApiError
 
 from .models import ImportJob, ImportRowError, ImportStatus
+from .validation import validator_for
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 2000
@@ -138,7 +139,7 @@ def run_import(job_id):
         return "not claimed"
     job = ImportJob.objects.select_related("integration", "vertical").get(pk=job_id)
     schema = job.integration.writable_record_types(job.vertical.code).get(job.record_type)
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    validator = validator_for(schema)
     batch = []
     for item in _rows(job, schema):
         batch.append(item)
@@ -169,18 +170,16 @@ def uuid_or_none(value):
 def _write_chunk(job, batch, validator):
     """Validate and write one chunk and move the checkpoint, in one transaction."""
     valid_ids = {uuid_or_none(pid) for _, pid, _ in batch} - {None}
-    tenant_persons = set(
-        str(p) for p in Person.objects.filter(tenant_id=job.integration.tenant_id, pk__in=valid_ids).values_list("pk", flat=True)
-    )
-    consenting = set(
-        str(p) for p in Consent.objects.in_effect(job.vertical).filter(person_id__in=tenant_persons).values_list("person_id", flat=True)
-    )
+    tenant_persons = {str(p) for p in Person.objects.filter(tenant_id=job.integration.tenant_id, pk__in=_id_set(valid_ids))
+                      .values_list("pk", flat=True)}
+    consenting = {str(p) for p in Consent.objects.in_effect(job.vertical).filter(person_id__in=_id_set(tenant_persons))
+                  .values_list("person_id", flat=True)}
     records, errors = [], []
     for line, pid, data in batch:
         if pid is None and isinstance(data, list):
             errors.append(ImportRowError(job=job, line=line, errors=data))
             continue
-        problems = [{"field": ".".join(map(str, e.absolute_path)) or None, "message": e.message} for e in validator.iter_errors(data)]
+        problems = validator.errors(data)
         key = uuid_or_none(pid)
         if key not in tenant_persons:
             problems.append({"field": "person_id", "message": "no such person in this tenant"})
@@ -189,14 +188,13 @@ def _write_chunk(job, batch, validator):
         if problems:
             errors.append(ImportRowError(job=job, line=line, errors=problems))
         else:
-            records.append(VerticalRecord(person_id=key, vertical=job.vertical, record_type=job.record_type, data=data,
-                                          source_integration=job.integration, import_key=f"{job.pk}:{line}"))
+            records.append((key, data, f"{job.pk}:{line}"))
     last_line = batch[-1][0]
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.next_line > batch[0][0]:
             return False  # another worker took over and got further: stop here
-        VerticalRecord.objects.bulk_create(records, ignore_conflicts=True)
+        _insert_records(job, records)
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
         BATCH_ROWS.labels("import", "written").inc(len(records))
         BATCH_ROWS.labels("import", "failed").inc(len(errors))
@@ -205,6 +203,41 @@ def _write_chunk(job, batch, validator):
             heartbeat_at=timezone.now(),
         )
     return True
+
+
+def _id_set(ids):
+    """`ids` for an `__in` lookup. On PostgreSQL as one uuid[] parameter: the driver quoting
+    2,000 UUIDs one by one cost more per chunk than the query."""
+    if connection.vendor != "postgresql":
+        return list(ids)
+    return RawSQL("SELECT unnest(%s::uuid[])", ["{" + ",".join(ids) + "}"])
+
+
+def _insert_records(job, records):
+    """Insert (person id, data, natural key) rows, skipping natural keys already written. On
+    PostgreSQL they are streamed with COPY into a temporary table and inserted from there in
+    one statement, several times faster than INSERTs built by the ORM."""
+    if connection.vendor != "postgresql":
+        VerticalRecord.objects.bulk_create([
+            VerticalRecord(person_id=pid, vertical=job.vertical, record_type=job.record_type, data=data,
+                           source_integration=job.integration, import_key=key)
+            for pid, data, key in records
+        ], ignore_conflicts=True)
+        return
+    with connection.cursor() as cursor:
+        # Dropped at the end of the transaction; the name is the session's own.
+        cursor.execute("CREATE TEMPORARY TABLE scp_import_rows (person_id uuid, data jsonb, import_key text) ON COMMIT DROP")
+        with cursor.cursor.copy("COPY scp_import_rows (person_id, data, import_key) FROM STDIN") as copy:
+            for pid, data, key in records:
+                copy.write_row((pid, json.dumps(data), key))
+        now = timezone.now()
+        cursor.execute(
+            f"INSERT INTO {VerticalRecord._meta.db_table} (id, person_id, vertical_id, record_type, data, "
+            "source_integration_id, import_key, created_at, updated_at) "
+            "SELECT gen_random_uuid(), person_id, %s, %s, data, %s, import_key, %s, %s FROM scp_import_rows "
+            "ON CONFLICT (import_key) DO NOTHING",
+            [job.vertical_id, job.record_type, job.integration_id, now, now],
+        )
 
 
 def import_resume(job):

@@ -12,7 +12,6 @@ import datetime
 import requests
 from django.db import transaction
 from django.utils import timezone
-from jsonschema import Draft202012Validator, FormatChecker
 
 from audit.services import AuditEvent, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.models import Consent, Person, VerticalRecord
@@ -20,6 +19,7 @@ from scp_portal.problems import ApiError
 
 from .batch import cast_cell, uuid_or_none
 from .models import Connector, ConnectorStatus
+from .validation import validator_for
 from .webhooks import check_target
 
 BACKOFF_BASE = datetime.timedelta(seconds=30)
@@ -75,7 +75,7 @@ ADAPTERS = {"json_https": _json_https, "csv_file": _csv_file}
 
 def _validate(rows, schema):
     """All rows or none: each needs `external_id` and `person_id` plus contract-valid data."""
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    validator = validator_for(schema)
     problems, clean = [], []
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -86,8 +86,7 @@ def _validate(rows, schema):
         if not external_id or not person_id:
             problems.append({"row": index, "message": "external_id and person_id are required"})
             continue
-        problems += [{"row": index, "field": ".".join(map(str, e.absolute_path)) or None, "message": e.message}
-                     for e in validator.iter_errors(row)]
+        problems += [{"row": index, **error} for error in validator.errors(row)]
         clean.append((str(external_id), str(person_id), row))
     if problems:
         raise SchemaDrift(problems)

@@ -6,22 +6,18 @@ import hashlib
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from jsonschema import Draft202012Validator, FormatChecker
 
 from scp_core.models import Consent, Person, Vertical, VerticalRecord
 from scp_portal.problems import ApiError
 
 from .events import emit
 from .models import EventType, IdempotencyRecord
+from .validation import validator_for
 
 
 def contract_errors(data, schema):
     """The JSON Schema violations of `data`, as problem `errors` entries (empty when valid)."""
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
-    return [
-        {"field": ".".join(str(p) for p in error.absolute_path) or None, "message": error.message}
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    return validator_for(schema).errors(data)
 
 
 def validate_against_contract(integration, vertical_code, record_type, data):

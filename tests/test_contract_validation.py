@@ -1,0 +1,38 @@
+"""Contract validation: the fast validator never accepts what jsonschema (the reference) rejects."""
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from exchange.validation import ContractValidator, validator_for
+from scp_core.demo import IMMUNIZATION_SCHEMA
+
+ROWS = [
+    {"vaccine": "OPV", "dose": 2, "date": "2026-05-17"},
+    {"vaccine": "OPV", "dose": 1.0, "date": "2026-05-17"},
+    {"vaccine": "OPV", "dose": True, "date": "2026-05-17"},
+    {"vaccine": "OPV", "dose": 2, "date": "2026-02-30"},
+    {"vaccine": "OPV", "dose": 2, "date": "2026-01-01\n"},
+    {"vaccine": "", "dose": 2, "date": "2026-01-01"},
+    {"vaccine": "OPV", "dose": 0, "date": "2026-01-01"},
+    {"vaccine": "OPV", "dose": float("nan"), "date": "2026-01-01"},
+    {"vaccine": "OPV", "dose": 2, "date": "2026-01-01", "extra": 1},
+    {"vaccine": "OPV", "dose": 2},
+    ["OPV"], "OPV", None,
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=repr)
+def test_fast_validation_agrees_with_jsonschema(row):
+    reference = Draft202012Validator(IMMUNIZATION_SCHEMA, format_checker=FormatChecker())
+    validator = validator_for(IMMUNIZATION_SCHEMA)
+    assert validator._fast is not None  # the contract's schema takes the fast path
+    errors = validator.errors(row)
+    assert (errors == []) == reference.is_valid(row)
+    assert all(set(error) == {"field", "message"} for error in errors)
+
+
+def test_a_schema_with_2020_12_only_keywords_is_checked_by_jsonschema_alone():
+    schema = {"type": "array", "prefixItems": [{"type": "integer"}], "items": False}
+    validator = ContractValidator(schema)
+    assert validator._fast is None
+    assert validator.errors([1]) == []
+    assert validator.errors([1, 2]) != []
