@@ -6,8 +6,9 @@ source "$(dirname "$0")/lib.sh"
 bash "$ROOT_DIR/scripts/venv.sh"
 bash "$ROOT_DIR/scripts/services.sh"
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used); the
-# tiny benchmark uses wrk and nginx.
-apt_install chromium nginx docker-compose wrk
+# tiny benchmark uses wrk and nginx; the deployment test runs `docker compose config`.
+apt_install chromium nginx wrk
+bash "$ROOT_DIR/scripts/compose.sh"
 mkdir -p "$ROOT_DIR/artifacts/screenshots"
 
 export DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
