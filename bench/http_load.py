@@ -52,11 +52,11 @@ def _same_rows(governed_url, bare_url, token):
     return [r["id"] for r in governed.json()["results"]] == [r["id"] for r in bare.json()["results"]]
 
 
-def consent_leak(base, partnered, tenant, vertical, *, withdrawals, pollers, seconds_after=1.0):
-    """Pollers read the first page (500 persons) without pause while persons on it withdraw
-    consent one by one. A leak is a withdrawn person in a response to a request sent after
-    the withdrawal committed. Consent is granted again afterwards."""
-    url = f"{base}/api/v1/persons/?vertical={vertical.code}&page_size=500"
+def consent_leak(base, partnered, tenant, vertical, *, withdrawals, pollers, interval=0.2, seconds_after=1.0):
+    """Pollers read the first page (100 persons) without pause while persons on it withdraw
+    consent one by one, `interval` seconds apart. A leak is a withdrawn person in a response
+    to a request sent after the withdrawal committed. Consent is granted again afterwards."""
+    url = f"{base}/api/v1/persons/?vertical={vertical.code}&page_size=100"
     headers = {**PROXY, "Authorization": f"Bearer {partnered.token()}"}
     first_page = requests.get(url, headers=headers, timeout=30).json()["results"]
     targets = [row["id"] for row in first_page[:: max(1, len(first_page) // withdrawals)][:withdrawals]]
@@ -77,7 +77,7 @@ def consent_leak(base, partnered, tenant, vertical, *, withdrawals, pollers, sec
     persons = {str(p.pk): p for p in Person.objects.filter(pk__in=targets).select_related("tenant")}
     try:
         for person_id in targets:
-            time.sleep(0.05)
+            time.sleep(interval)
             consent_record(person=persons[person_id], vertical=vertical, status=ConsentStatus.WITHDRAWN, actor=root)
             withdrawn_at[person_id] = time.time()  # after the commit
         time.sleep(seconds_after)
