@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
 from scp_core.models import Consent, Person, VerticalRecord
-from scp_portal.metrics import BATCH_ROWS
+from scp_portal.metrics import count_batch_rows
 from scp_portal.problems import ApiError
 
 from .models import ImportJob, ImportRowError, ImportStatus
@@ -137,7 +137,7 @@ def run_import(job_id):
     """Process a job from its checkpoint to its end; returns its final status."""
     if not _claim(job_id):
         return "not claimed"
-    job = ImportJob.objects.select_related("integration", "vertical").get(pk=job_id)
+    job = ImportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
     schema = job.integration.writable_record_types(job.vertical.code).get(job.record_type)
     validator = validator_for(schema)
     batch = []
@@ -196,8 +196,8 @@ def _write_chunk(job, batch, validator):
             return False  # another worker took over and got further: stop here
         _insert_records(job, records)
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
-        BATCH_ROWS.labels("import", "written").inc(len(records))
-        BATCH_ROWS.labels("import", "failed").inc(len(errors))
+        count_batch_rows(integration=job.integration, kind="import", outcome="written", rows=len(records))
+        count_batch_rows(integration=job.integration, kind="import", outcome="failed", rows=len(errors))
         ImportJob.objects.filter(pk=job.pk).update(
             next_line=last_line + 1, rows_done=locked.rows_done + len(batch), rows_failed=locked.rows_failed + len(errors),
             heartbeat_at=timezone.now(),

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
 from scp_core.models import Consent, Person
+from scp_portal.metrics import count_batch_rows
 from scp_portal.problems import ApiError
 
 from .masking import minimize
@@ -78,6 +79,8 @@ def run_export(job_id, *, chunk=CHUNK, progress=None):
             details={"job": str(job.pk), "rows": written, "data_categories": sorted(fields),
                      "consent": {"excluded_during_export": excluded}},
         )
+    count_batch_rows(integration=job.integration, kind="export", outcome="written", rows=written)
+    count_batch_rows(integration=job.integration, kind="export", outcome="excluded", rows=len(excluded))
     return ImportStatus.COMPLETED
 
 

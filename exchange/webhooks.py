@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
-from scp_portal.metrics import WEBHOOK_DELIVERIES
+from scp_portal.metrics import count_webhook
 from scp_portal.problems import ApiError
 
 from .events import body_of, visible_to
@@ -159,7 +159,8 @@ def deliver(delivery_id, *, now=None, session=None):
 
 
 def _finish(delivery, status, error):
-    WEBHOOK_DELIVERIES.labels("retry" if status == DeliveryStatus.PENDING else status).inc()
+    count_webhook(tenant=delivery.event.tenant.code, integration_id=delivery.subscription.integration_id,
+                  result="retry" if status == DeliveryStatus.PENDING else status)
     delivery.status = status
     delivery.last_error = error[:300]
     delivery.save()
