@@ -23,7 +23,7 @@ def audit_record(
     error_code="",
     details=None,
 ):
-    """Append one audit record in the caller's transaction; returns its id."""
+    """Append one audit record in the caller's transaction."""
     if actor_user is not None and not actor:
         actor = actor_user.get_username()
     ops = connection.ops
@@ -35,7 +35,6 @@ def audit_record(
             _pk(actor_user), actor, client_id, ops.adapt_ipaddressfield_value(source_ip),
             _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
         ])
-        return cursor.fetchone()[0]
 
 
 def _json(value):
@@ -48,7 +47,7 @@ def _json(value):
 _COLUMNS = ["occurred_at", "event_type", "request_id", "tenant_id", "integration_id", "actor_user_id", "actor",
             "client_id", "source_ip", "verticals", "result", "status_code", "error_code", "details"]
 _INSERT = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id")
+           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
 
 
 def _pk(obj):
