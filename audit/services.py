@@ -31,8 +31,9 @@ def audit_record(
     # and building the ORM query cost as much as the INSERT itself (README, "Benchmarks").
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, [
-            ops.adapt_datetimefield_value(timezone.now()), event_type, request_id, _pk(tenant), _pk(integration),
-            _pk(actor_user), actor, client_id, ops.adapt_ipaddressfield_value(source_ip),
+            ops.adapt_datetimefield_value(timezone.now()), event_type, request_id, _fk("tenant", tenant),
+            _fk("integration", integration), _fk("actor_user", actor_user), actor, client_id,
+            ops.adapt_ipaddressfield_value(source_ip),
             _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
         ])
 
@@ -50,8 +51,12 @@ _INSERT = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
 
 
-def _pk(obj):
-    return None if obj is None else obj.pk
+_FOREIGN_KEYS = {name: AuditRecord._meta.get_field(name) for name in ("tenant", "integration", "actor_user")}
+
+
+def _fk(name, obj):
+    """The key as the database takes it (an integration's UUID is text on SQLite)."""
+    return None if obj is None else _FOREIGN_KEYS[name].get_db_prep_save(obj.pk, connection)
 
 
 def _storable(value):
