@@ -225,8 +225,11 @@ def _insert_records(job, records):
         ], ignore_conflicts=True)
         return
     with connection.cursor() as cursor:
-        # Dropped at the end of the transaction; the name is the session's own.
-        cursor.execute("CREATE TEMPORARY TABLE scp_import_rows (person_id uuid, data jsonb, import_key text) ON COMMIT DROP")
+        # The session's own table, dropped at commit (emptied first in case an outer
+        # transaction keeps it alive across chunks).
+        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS scp_import_rows "
+                       "(person_id uuid, data jsonb, import_key text) ON COMMIT DROP")
+        cursor.execute("TRUNCATE scp_import_rows")
         with cursor.cursor.copy("COPY scp_import_rows (person_id, data, import_key) FROM STDIN") as copy:
             for pid, data, key in records:
                 copy.write_row((pid, json.dumps(data), key))

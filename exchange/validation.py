@@ -8,6 +8,7 @@ by jsonschema, whose verdict stands.
 """
 import functools
 import json
+import re
 
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
@@ -30,7 +31,10 @@ class ContractValidator:
         if _portable(schema):
             formats = {name: functools.partial(checker.conforms, format=name) for name in checker.checkers}
             draft7 = {k: v for k, v in schema.items() if k != "$schema"}
-            self._fast = fastjsonschema.compile(draft7, formats=formats, use_default=False)
+            try:
+                self._fast = fastjsonschema.compile(draft7, formats=formats, use_default=False)
+            except (fastjsonschema.JsonSchemaDefinitionException, re.error):
+                self._fast = None  # jsonschema alone, which reports such a schema its own way
 
     def errors(self, data):
         """The violations of `data` as problem `errors` entries ({field, message}); empty when valid."""
@@ -64,5 +68,6 @@ def _portable(schema):
         return False
     if isinstance(schema.get("items"), list):  # tuple validation: draft 7 only
         return False
-    return (all(_portable(sub) for key in _SUBSCHEMA_MAPS for sub in schema.get(key, {}).values())
+    maps = [schema.get(key, {}) for key in _SUBSCHEMA_MAPS]
+    return (all(isinstance(m, dict) and all(_portable(sub) for sub in m.values()) for m in maps)
             and all(_portable(schema[key]) for key in _SUBSCHEMAS if key in schema))

@@ -6,7 +6,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from exchange.batch import run_import
+from exchange.batch import CHUNK_ROWS, import_store, run_import
 from exchange.models import ImportJob, ImportStatus
 from scp_core.models import ConsentStatus, Person, VerticalRecord
 
@@ -110,3 +110,18 @@ def test_schema_drift_and_bad_files_are_refused_before_anything_is_written(api, 
     response = _upload(api, partner, b"person_id,vaccine,dose,date\n" + b"x" * 100)
     assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
     assert not ImportJob.objects.exists()
+
+
+@pytest.mark.django_db  # inside the test's transaction: each chunk's transaction is a savepoint
+def test_an_import_of_several_chunks_inside_an_outer_transaction_writes_every_row_once(staff, demo, keycloak_clients,
+                                                                                      tmp_path, settings):
+    settings.SCP_IMPORT_DIR = str(tmp_path)
+    partner = activate(staff, demo, keycloak_clients, name="nested")
+    person = str(make_person(demo["ke"], "45000000", [(demo["health"], ConsentStatus.GRANTED)]).pk)
+    rows = CHUNK_ROWS + 500
+    job = import_store(integration=partner.integration, vertical=demo["health"], record_type="immunization",
+                       upload=SimpleUploadedFile("rows.csv", _csv([person], rows)))
+    assert run_import(job.pk) == ImportStatus.COMPLETED
+    job.refresh_from_db()
+    assert (job.rows_done, job.rows_failed) == (rows, 0)
+    assert VerticalRecord.objects.filter(import_key__startswith=f"{job.pk}:").count() == rows

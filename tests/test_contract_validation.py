@@ -36,3 +36,11 @@ def test_a_schema_with_2020_12_only_keywords_is_checked_by_jsonschema_alone():
     assert validator._fast is None
     assert validator.errors([1]) == []
     assert validator.errors([1, 2]) != []
+
+
+def test_nested_subschemas_take_the_fast_path_and_malformed_ones_do_not():
+    validator = ContractValidator({"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+                                   "additionalProperties": {"type": "integer"}})
+    assert validator._fast is not None
+    assert validator.errors({"code": "abc"}) and not validator.errors({"code": "ABC", "n": 1})
+    assert ContractValidator({"type": "object", "properties": "not a map"})._fast is None
