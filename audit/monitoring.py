@@ -7,7 +7,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from exchange.models import Connector, ConnectorStatus
-from registry.models import Integration, IntegrationStatus
+from registry.models import DataContractVersion, Integration, IntegrationStatus
 
 from .models import AuditEvent, AuditRecord, Incident
 
@@ -91,4 +91,9 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
         newer = i.newer_template
         if newer is not None:
             items.append((i, f"template superseded by {newer.slug} v{newer.version}", None))
+    newest_contract = dict(DataContractVersion.objects.values_list("contract").annotate(v=Max("version")))
+    for i in serving:
+        newest = newest_contract.get(i.data_contract.contract_id, 0)
+        if newest > i.data_contract.version:
+            items.append((i, f"data contract {i.data_contract.ref} superseded by version {newest}", None))
     return items

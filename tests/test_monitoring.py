@@ -4,7 +4,7 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from registry.models import Integration
+from registry.models import DataContractVersion, Integration
 
 from .exchange_helpers import activate
 
@@ -42,6 +42,13 @@ def test_compliance_lists_what_needs_attention(client, staff, activity):
     html = client.get("/admin/compliance/").content.decode()
     assert "idle clinic" in html and "active_until within 14 days" in html
     assert "credentials never used" in html
+    assert "superseded" not in html
+    # When the data contract gets a newer version, integrations on the old one are listed
+    contract = activity[0].integration.data_contract
+    DataContractVersion.objects.create(contract=contract.contract, version=contract.version + 1,
+                                       read_fields=contract.read_fields, write_schemas=contract.write_schemas)
+    html = client.get("/admin/compliance/").content.decode()
+    assert f"data contract {contract.ref} superseded by version {contract.version + 1}" in html
     client.force_login(staff["ug-admin"])
     assert "idle clinic" not in client.get("/admin/compliance/").content.decode()
     client.force_login(staff["ke-health-owner"])
