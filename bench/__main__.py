@@ -37,8 +37,7 @@ def main():
     figures = run(profile, PROFILES[profile])
     from .report import write
 
-    text, _table = write(figures, out)
-    print(text)
+    print(write(figures, out))
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'latency.png'}")
     return 1 if figures["consent"]["leaked_persons"] else 0
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
 
 from lifecycle import keycloak, services
 from registry.models import Integration, IntegrationTemplate, Partner, RateLimitPolicy
@@ -69,9 +68,8 @@ def activate(tenant, vertical):
     integration = services.integration_review(integration=integration, actor=staff("ke-health-owner"),
                                               vertical=vertical, decision="approve")
     integration = services.integration_approve(integration=integration, actor=staff("umbrella"))
-    with transaction.atomic():
-        policy, _ = RateLimitPolicy.objects.get_or_create(
-            name="bench-unlimited", defaults={"requests_per_minute": 100_000_000, "burst": 0})
+    policy, _ = RateLimitPolicy.objects.get_or_create(name="bench-unlimited",
+                                                      defaults={"requests_per_minute": 100_000_000})
     integration, credentials = services.integration_activate(integration=integration, actor=staff("ke-admin"))
     integration, _ = services.integration_configure_controls(integration=integration, actor=staff("ke-admin"),
                                                              rate_limit_policy=policy)

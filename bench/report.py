@@ -85,12 +85,13 @@ def plot(figures, path):
 
 
 def write(figures, out):
+    """Write bench.json (without the per-append latencies: they are in the plot), bench.md and
+    latency.png to `out`; returns the Markdown table."""
     table = ratios(figures)
-    summary = {**figures, "table": table}
-    summary["audit"] = {k: ({kk: vv for kk, vv in v.items() if kk != "latencies_ms"} if isinstance(v, dict) else v)
-                        for k, v in figures["audit"].items()}
-    (out / "bench.json").write_text(json.dumps(summary, indent=2, default=str))
+    audit = {k: {kk: vv for kk, vv in v.items() if kk != "latencies_ms"} if isinstance(v, dict) else v
+             for k, v in figures["audit"].items()}
+    (out / "bench.json").write_text(json.dumps({**figures, "audit": audit, "table": table}, indent=2, default=str))
     text = markdown(figures, table)
     (out / "bench.md").write_text(text)
     plot(figures, out / "latency.png")
-    return text, table
+    return text
