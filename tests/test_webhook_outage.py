@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from exchange.models import Delivery, DeliveryStatus
 from scp_core.models import ConsentStatus
@@ -65,3 +66,30 @@ def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keyc
         ids_per_person[payload["data"]["person_id"]].add(headers["webhook-id"])
     assert set(ids_per_person) == {str(p.pk) for p in persons}  # none lost
     assert all(len(ids) == 1 for ids in ids_per_person.values())  # never twice with different ids
+
+
+def test_a_worker_whose_database_connection_was_dropped_recovers_at_its_next_task(api, staff, demo, keycloak_clients,
+                                                                                 tmp_path):
+    partner = activate(staff, demo, keycloak_clients, name="db-drop")
+    persons = [make_person(demo["ke"], f"3400{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(2)]
+    env = worker_env()
+    purge_queue(env)
+    with Receiver() as receiver:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+        api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
+        worker = Worker(env, tmp_path, beat=False)  # no sweepers: the worker is idle between our two tasks
+        try:
+            consent_record(person=persons[0], vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+            wait_until(lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 1, 60, "the first delivery")
+            wait_until(lambda: "succeeded" in worker.log.read_text(), 10, "the first task to end")
+            # When PostgreSQL drops the worker's (kept) connection, as on a server restart
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                assert cursor.fetchone()[0] >= 1
+            consent_record(person=persons[1], vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+            # Then the very next task reconnects and delivers (no sweeper runs to try again)
+            wait_until(lambda: len(receiver.received) == 2, 20, "the delivery after the dropped connection")
+        finally:
+            worker.stop()
+    assert "OperationalError" not in worker.log.read_text()

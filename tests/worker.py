@@ -31,13 +31,13 @@ def purge_queue(env):
 
 
 class Worker:
-    """`celery worker -B --pool=solo` in its own process group, so SIGKILL takes it all."""
+    """`celery worker -B --pool=solo` (beat optional) in its own process group, so SIGKILL takes it all."""
 
-    def __init__(self, env, tmp_path, name="w1"):
+    def __init__(self, env, tmp_path, name="w1", beat=True):
         self.log = tmp_path / f"{name}.log"
+        beat_args = ["-B", "-s", str(tmp_path / f"{name}-beat-schedule")] if beat else []
         self.process = subprocess.Popen(
-            [CELERY, "-A", "scp_portal", "worker", "-B", "--pool=solo", "--loglevel=INFO", "-n", f"{name}@%h",
-             "-s", str(tmp_path / f"{name}-beat-schedule")],
+            [CELERY, "-A", "scp_portal", "worker", *beat_args, "--pool=solo", "--loglevel=INFO", "-n", f"{name}@%h"],
             cwd=settings.BASE_DIR, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 
