@@ -36,15 +36,24 @@ def _start_redis():
     wait_until(_redis_up, 30, "Redis to come back")
 
 
+def _consenting_persons(demo, prefix, n):
+    return [make_person(demo["ke"], f"{prefix}{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(n)]
+
+
+def _subscribe_to_withdrawals(api, partner, receiver):
+    """The partner's subscription to consent.withdrawn at `receiver`, whose signatures it checks."""
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    response = api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
+    receiver.secret = response.json()["secret"]
+
+
 def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keycloak_clients, tmp_path):
     partner = activate(staff, demo, keycloak_clients, name="outage")
-    persons = [make_person(demo["ke"], f"3300{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(6)]
+    persons = _consenting_persons(demo, "3300", 6)
     env = worker_env()
     purge_queue(env)
     with Receiver() as receiver:
-        api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
-        response = api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
-        receiver.secret = response.json()["secret"]
+        _subscribe_to_withdrawals(api, partner, receiver)
         worker = Worker(env, tmp_path)
         try:
             for person in persons[:3]:
@@ -71,12 +80,11 @@ def test_broker_outage_loses_no_event_and_duplicates_none(api, staff, demo, keyc
 def test_a_worker_whose_database_connection_was_dropped_recovers_at_its_next_task(api, staff, demo, keycloak_clients,
                                                                                  tmp_path):
     partner = activate(staff, demo, keycloak_clients, name="db-drop")
-    persons = [make_person(demo["ke"], f"3400{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(2)]
+    persons = _consenting_persons(demo, "3400", 2)
     env = worker_env()
     purge_queue(env)
     with Receiver() as receiver:
-        api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
-        api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
+        _subscribe_to_withdrawals(api, partner, receiver)
         worker = Worker(env, tmp_path, beat=False)  # no sweepers: the worker is idle between our two tasks
         try:
             consent_record(person=persons[0], vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
