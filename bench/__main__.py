@@ -78,7 +78,7 @@ def _measure(figures, p, tenant, vertical, partnered):
             figures["http"] = http_load.governed_vs_bare(base, partnered, seconds=p["http_seconds"],
                                                          connections=os.cpu_count() or 2)
             _log("consent withdrawals under load")
-            figures["consent"] = http_load.consent_leak(base, partnered, tenant, vertical, withdrawals=p["withdrawals"],
+            figures["consent"] = http_load.consent_leak(base, partnered, vertical, withdrawals=p["withdrawals"],
                                                         pollers=p["pollers"])
             figures["gunicorn_rss_mb"] = [round(stack.rss_mb(pid), 1) for pid in stack.worker_pids(server)]
         finally:
