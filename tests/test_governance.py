@@ -291,3 +291,30 @@ def test_a_referenced_data_contract_version_is_immutable(demo):
     contract.read_fields = {"health": {"id": "plain", "phone": "plain"}}
     with pytest.raises(ImmutableError):
         contract.save()
+
+
+def test_umbrella_revises_a_template_from_the_portal_into_an_unvetted_new_version(client, staff, demo):
+    template = IntegrationTemplate.objects.get(slug="health-records-basic", version=1)
+    contract = template.data_contract
+    newer = DataContractVersion.objects.create(contract=contract.contract, version=contract.version + 1,
+                                               read_fields=contract.read_fields, write_schemas=contract.write_schemas)
+    change_url = f"/admin/registry/integrationtemplate/{template.pk}/change/"
+    revise_url = f"/admin/registry/integrationtemplate/{template.pk}/revise/"
+    # Only the umbrella authority is offered and allowed the revision
+    client.force_login(staff["ke-admin"])
+    assert client.get(revise_url).status_code == 403
+    client.force_login(staff["umbrella"])
+    assert revise_url in client.get(change_url).content.decode()
+    form = client.get(revise_url)
+    assert form.status_code == 200 and template.name in form.content.decode()
+    # When it revises with the newer contract version
+    response = client.post(revise_url, {"name": template.name, "purpose": "Immunization records, contract v2",
+                                        "data_contract": newer.pk, "verticals": [demo["health"].pk]})
+    # Then a new, unvetted version exists and the original is untouched
+    revised = IntegrationTemplate.objects.get(slug=template.slug, version=2)
+    assert response.status_code == 302 and response["Location"].endswith(f"/{revised.pk}/change/")
+    assert (revised.data_contract, revised.is_vetted, revised.purpose) == (newer, False, "Immunization records, contract v2")
+    template.refresh_from_db()
+    assert template.data_contract == contract and template.is_vetted
+    assert AuditRecord.objects.filter(event_type=AuditEvent.TEMPLATE_CHANGED, actor="umbrella",
+                                      details__version=2).exists()
