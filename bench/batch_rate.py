@@ -14,15 +14,15 @@ from import_export.fields import Field
 from tablib import Dataset
 
 from exchange import batch
-from scp_core.models import Consent, Person, VerticalRecord
+from scp_core.models import Person, VerticalRecord
 
 COPY_TABLE = "bench_copy_import"
 
 
 def write_file(path, tenant, vertical, rows):
     """`rows` immunization rows of consenting persons of the tenant (the contract's columns)."""
-    persons = [str(p) for p in Person.objects.filter(tenant=tenant, pk__in=Consent.objects.in_effect(vertical)
-                                                     .values("person_id")).values_list("pk", flat=True)[:1000]]
+    persons = [str(p) for p in Person.objects.in_tenant(tenant).with_consent_in_effect(vertical)
+               .values_list("pk", flat=True)[:1000]]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["person_id", "vaccine", "dose", "date"])

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from lifecycle import keycloak, services
 from registry.models import Integration, IntegrationTemplate, Partner, RateLimitPolicy
 from scp_core.demo import seed_persons, seed_reference_data
-from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical
+from scp_core.models import ConsentStatus, Person, Tenant, Vertical
 from scp_core.services import consent_record
 
 TENANT, VERTICAL = "ke", "health"
@@ -45,8 +45,7 @@ def seed(persons):
     missing = persons - Person.objects.filter(tenant=tenant).count()
     if missing > 0:
         seed_persons(missing, tenant_codes=[TENANT], consent_mix=(("granted", 1.0),))
-    regrant(Person.objects.filter(tenant=tenant).exclude(
-        pk__in=Consent.objects.in_effect(vertical).values("person_id")), vertical)
+    regrant(Person.objects.in_tenant(tenant).exclude(pk__in=Person.objects.with_consent_in_effect(vertical)), vertical)
     return tenant, vertical
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from exchange.models import Delivery, DeliveryStatus, Event, EventType, Subscription
 from exchange.tasks import deliver_webhook_task
 from exchange.webhooks import new_secret
-from scp_core.models import Consent, Person
+from scp_core.models import Person
 
 from . import stack
 from .tasks import mark_task, noop_task
@@ -23,8 +23,8 @@ WARM_UP = 20  # tasks before the start marker: imports and the first connections
 def _deliveries(integration, vertical, receiver_url, count):
     subscription = Subscription.objects.create(integration=integration, url=receiver_url, secret=new_secret(),
                                                event_types=[EventType.RECORD_CREATED])
-    persons = list(Person.objects.filter(tenant=integration.tenant, pk__in=Consent.objects.in_effect(vertical)
-                                         .values("person_id")).values_list("pk", flat=True)[:count])
+    persons = list(Person.objects.in_tenant(integration.tenant).with_consent_in_effect(vertical)
+                   .values_list("pk", flat=True)[:count])
     events = Event.objects.bulk_create([
         Event(event_type=EventType.RECORD_CREATED, tenant=integration.tenant, vertical=vertical,
               person_id=persons[i % len(persons)], data={"record_id": str(uuid.uuid4()), "person_id": str(persons[i % len(persons)])})

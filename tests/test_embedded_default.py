@@ -13,7 +13,7 @@ from audit.models import AuditRecord
 from audit.services import audit_record
 from exchange import batch
 from registry.models import Integration, IntegrationTemplate, Partner
-from scp_core.models import Consent, Person, Tenant, Vertical
+from scp_core.models import Person, Tenant, Vertical
 ke, health = Tenant.objects.get(code="ke"), Vertical.objects.get(code="health")
 root = get_user_model().objects.get(username="root")
 template = IntegrationTemplate.objects.get(slug="health-records-basic", version=1)
@@ -23,7 +23,7 @@ integration.verticals.set([health])
 audit_record(event_type="api.request", tenant=ke, integration=integration, actor_user=root, details={"bad": "x\\x00"})
 record = AuditRecord.objects.order_by("-id").first()
 print("audit", record.integration_id == integration.pk, record.actor, record.details["bad"] == "x\\ufffd")
-person = Person.objects.filter(tenant=ke, id__in=Consent.objects.in_effect(health).values("person_id")).first()
+person = Person.objects.in_tenant(ke).with_consent_in_effect(health).first()
 upload = SimpleUploadedFile("rows.csv", f"person_id,vaccine,dose,date\\n{person.pk},OPV,1,2026-01-01\\n{person.pk},OPV,0,x\\n".encode())
 job = batch.import_store(integration=integration, vertical=health, record_type="immunization", upload=upload)
 job_status = batch.run_import(job.pk)

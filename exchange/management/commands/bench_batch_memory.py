@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand
 from exchange import batch, exports
 from registry.models import Integration, IntegrationTemplate, Partner
 from scp_core.demo import seed_persons, seed_reference_data
-from scp_core.models import Consent, Person, Tenant, Vertical
+from scp_core.models import Person, Tenant, Vertical
 
 CHILD = """
 import json, resource, sys, time
@@ -51,13 +51,12 @@ class Command(BaseCommand):
         seed_reference_data()
         ke, health = Tenant.objects.get(code="ke"), Vertical.objects.get(code="health")
         # Enough consenting persons of `ke` for an export of `rows` rows.
-        consenting = Person.objects.filter(tenant=ke, id__in=Consent.objects.in_effect(health).values("person_id")).count()
+        consenting = Person.objects.in_tenant(ke).with_consent_in_effect(health).count()
         if consenting < rows:
             self.stdout.write(f"seeding persons for {rows - consenting} more consenting rows ...")
             seed_persons(rows - consenting, tenant_codes=["ke"], consent_mix=(("granted", 1.0),))
         integration = self._integration(ke, health)
-        persons = [str(p) for p in Person.objects.filter(tenant=ke, id__in=Consent.objects.in_effect(health).values("person_id"))
-                   .values_list("pk", flat=True)[:1000]]
+        persons = [str(p) for p in Person.objects.in_tenant(ke).with_consent_in_effect(health).values_list("pk", flat=True)[:1000]]
         results = {"rows": rows}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "rows.csv"
