@@ -19,6 +19,9 @@ class AuditEvent(models.TextChoices):
     CONNECTOR_RUN = "connector.run", "connector pull"
     AUDIT_PURGED = "audit.purged", "audit segments purged by retention"
     AUDIT_VERIFY_FAILED = "audit.verify_failed", "audit verification failed"
+    ROLE_CHANGED = "governance.role_changed", "governance role granted or revoked"
+    TENANT_SETTINGS_CHANGED = "tenant.settings_changed", "tenant settings changed"
+    CONNECTOR_CONFIGURED = "connector.configured", "connector configured"
 
 
 class AuditResult(models.TextChoices):

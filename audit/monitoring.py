@@ -7,11 +7,9 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from exchange.models import Connector, ConnectorStatus
-from registry.models import DataContractVersion, Integration, IntegrationStatus
+from registry.models import DataContractVersion, Integration
 
 from .models import AuditEvent, AuditRecord, Incident
-
-SERVING = [IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED]
 
 
 def _requests(tenant_ids, integration=None, since=None):
@@ -60,7 +58,7 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
     integrations = Integration.objects.select_related("tenant", "template", "data_contract__contract")
     if tenant_ids is not None:
         integrations = integrations.filter(tenant_id__in=tenant_ids)
-    serving = integrations.filter(status__in=SERVING)
+    serving = integrations.serving()
     items = []
     for i in serving.filter(active_until__isnull=False, active_until__lte=now + datetime.timedelta(days=soon_days)):
         past = i.active_until <= now

@@ -27,7 +27,8 @@ def _deliveries(integration, vertical, receiver_url, count):
                    .values_list("pk", flat=True)[:count])
     events = Event.objects.bulk_create([
         Event(event_type=EventType.RECORD_CREATED, tenant=integration.tenant, vertical=vertical,
-              person_id=persons[i % len(persons)], data={"record_id": str(uuid.uuid4()), "person_id": str(persons[i % len(persons)])})
+              person_id=persons[i % len(persons)], integration=integration,
+              data={"record_id": str(uuid.uuid4()), "person_id": str(persons[i % len(persons)]), "record_type": "immunization"})
         for i in range(count)
     ])
     deliveries = Delivery.objects.bulk_create([Delivery(event=e, subscription=subscription, next_attempt_at=timezone.now())

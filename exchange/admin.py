@@ -1,8 +1,10 @@
 """Portal screens of the exchange: webhook subscriptions and their deliveries (dead letters
 replayable), batch jobs with their progress, and connectors with their health."""
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from lifecycle.configuration import connector_save
 from registry.models import Integration
 from scp_portal.admin_scoping import TenantScopedAdmin
 
@@ -100,6 +102,11 @@ class ConnectorAdmin(_TenantScoped):
 
     def has_change_permission(self, request, obj=None):
         return self.has_add_permission(request)
+
+    def save_model(self, request, obj, form, change):
+        if change and not self.in_scope(request, obj):
+            raise PermissionDenied
+        connector_save(actor=request.user, connector=obj, request_id=request.request_id)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "integration":  # only integrations this person may see

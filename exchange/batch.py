@@ -16,12 +16,13 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audit.services import AuditEvent, audit_record
-from scp_core.models import Consent, Person, VerticalRecord
+from audit.services import AuditEvent, AuditResult, audit_record
+from scp_core.models import VerticalRecord
 from scp_portal.metrics import count_batch_rows
 from scp_portal.problems import ApiError
 
 from .models import ImportJob, ImportRowError, ImportStatus
+from .scope import DataScope
 from .validation import validator_for
 
 logger = logging.getLogger(__name__)
@@ -139,16 +140,22 @@ def run_import(job_id):
         return "not claimed"
     job = ImportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
     schema = job.integration.writable_record_types(job.vertical.code).get(job.record_type)
+    denied = _current_scope(job).refusal(write=True)
+    if denied is not None:
+        return _stop(job, denied)
     validator = validator_for(schema)
     batch = []
     for item in _rows(job, schema):
         batch.append(item)
         if len(batch) == CHUNK_ROWS:
-            if not _write_chunk(job, batch, validator):
-                return "lost the job"
+            outcome = _write_chunk(job, batch, validator)
+            if outcome is not True:
+                return outcome
             batch = []
-    if batch and not _write_chunk(job, batch, validator):
-        return "lost the job"
+    if batch:
+        outcome = _write_chunk(job, batch, validator)
+        if outcome is not True:
+            return outcome
     with transaction.atomic():
         ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.COMPLETED, finished_at=timezone.now())
         done = ImportJob.objects.get(pk=job.pk)
@@ -160,6 +167,28 @@ def run_import(job_id):
     return ImportStatus.COMPLETED
 
 
+def _current_scope(job):
+    """The scope built anew from the integration as stored now (at the start and per chunk):
+    a suspension or the end of the active window stops the job within one chunk."""
+    job.integration.refresh_from_db(fields=["status", "active_from", "active_until"])
+    return DataScope.of(job.integration, job.vertical)
+
+
+def _stop(job, denied):
+    """The policy no longer lets the integration write: the job fails with the denial's code
+    (what was written before stays, each chunk having been allowed when it was written) and
+    can be resumed once the integration serves again."""
+    reason = f"{denied.code}: {denied.detail}"
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, finished_at=timezone.now(), error=reason)
+        audit_record(
+            event_type=AuditEvent.BATCH_IMPORT, result=AuditResult.DENIED, tenant=job.integration.tenant,
+            integration=job.integration, actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id,
+            verticals=[job.vertical.code], error_code=denied.code, details={"job": str(job.pk), "stopped": reason},
+        )
+    return ImportStatus.FAILED
+
+
 def uuid_or_none(value):
     try:
         return str(uuid.UUID(str(value)))
@@ -169,11 +198,13 @@ def uuid_or_none(value):
 
 def _write_chunk(job, batch, validator):
     """Validate and write one chunk and move the checkpoint, in one transaction."""
+    data_scope = _current_scope(job)
+    denied = data_scope.refusal(write=True)
+    if denied is not None:
+        return _stop(job, denied)
     valid_ids = {uuid_or_none(pid) for _, pid, _ in batch} - {None}
-    tenant_persons = {str(p) for p in Person.objects.filter(tenant_id=job.integration.tenant_id, pk__in=_id_set(valid_ids))
-                      .values_list("pk", flat=True)}
-    consenting = {str(p) for p in Consent.objects.in_effect(job.vertical).filter(person_id__in=_id_set(tenant_persons))
-                  .values_list("person_id", flat=True)}
+    tenant_persons = {str(p) for p in data_scope.tenant_persons().filter(pk__in=_id_set(valid_ids)).values_list("pk", flat=True)}
+    consenting = data_scope.consenting(_id_set(tenant_persons))
     records, errors = [], []
     for line, pid, data in batch:
         if pid is None and isinstance(data, list):
@@ -193,7 +224,7 @@ def _write_chunk(job, batch, validator):
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.next_line > batch[0][0]:
-            return False  # another worker took over and got further: stop here
+            return "lost the job"  # another worker took over and got further: stop here
         _insert_records(job, records)
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
         count_batch_rows(integration=job.integration, kind="import", outcome="written", rows=len(records))

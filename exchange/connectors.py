@@ -13,12 +13,13 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import AuditEvent, IncidentKind, IncidentSeverity, audit_record, incident_open
-from scp_core.models import Consent, Person, VerticalRecord
+from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
+from scp_core.models import VerticalRecord
 from scp_portal.problems import ApiError
 
 from .batch import cast_cell, uuid_or_none
 from .models import Connector, ConnectorStatus
+from .scope import DataScope, refusal
 from .validation import validator_for
 from .webhooks import check_target
 
@@ -97,6 +98,9 @@ def connector_run(connector, *, now=None):
     """One scheduled pull; returns the connector's status afterwards."""
     now = now or timezone.now()
     integration = connector.integration
+    denied = refusal(integration, write=True, at=now)
+    if denied is not None:  # suspended, restricted, or outside its window: nothing is pulled
+        return _paused(connector, denied, now)
     schema = integration.writable_record_types(connector.vertical.code).get(connector.record_type)
     if schema is None:
         return _drift(connector, SchemaDrift([{"row": None, "message": "record type not in the data contract"}]), now)
@@ -122,10 +126,8 @@ def connector_run(connector, *, now=None):
 
 def _write(connector, clean):
     """Upsert by the partner's natural key, for persons of the tenant with consent now."""
-    ids = {pid for _, pid, _ in clean}
-    wanted = {uuid_or_none(i) for i in ids} - {None}
-    valid = {str(p) for p in Person.objects.filter(tenant_id=connector.integration.tenant_id, pk__in=wanted).values_list("pk", flat=True)}
-    consenting = {str(p) for p in Consent.objects.in_effect(connector.vertical).filter(person_id__in=valid).values_list("person_id", flat=True)}
+    wanted = {uuid_or_none(pid) for _, pid, _ in clean} - {None}
+    consenting = DataScope.of(connector.integration, connector.vertical).consenting(wanted)
     written = 0
     with transaction.atomic():
         for external_id, person_id, data in clean:
@@ -138,6 +140,18 @@ def _write(connector, clean):
             )
             written += 1
     return written
+
+
+def _paused(connector, denied, now):
+    """The integration may not write now: the run is skipped and says why; it is tried again
+    at the connector's interval (the integration may be reinstated)."""
+    Connector.objects.filter(pk=connector.pk).update(
+        last_error=f"{denied.code}: {denied.detail}"[:300], next_run_at=now + datetime.timedelta(seconds=connector.every_seconds),
+    )
+    audit_record(event_type=AuditEvent.CONNECTOR_RUN, result=AuditResult.DENIED, tenant=connector.integration.tenant,
+                 integration=connector.integration, actor=f"connector:{connector.name}", verticals=[connector.vertical.code],
+                 error_code=denied.code, details={"connector": str(connector.pk), "stopped": denied.code})
+    return connector.status
 
 
 def _outage(connector, reason, now):
@@ -165,6 +179,5 @@ def _drift(connector, drift, now):
 
 def run_due(now=None):
     now = now or timezone.now()
-    due = Connector.objects.select_related("integration__tenant", "vertical").filter(
-        next_run_at__lte=now, integration__status__in=["active", "restricted", "deprecated"])
+    due = Connector.objects.select_related("integration__tenant", "vertical").filter(next_run_at__lte=now)
     return {str(c.pk): connector_run(c, now=now) for c in due}

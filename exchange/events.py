@@ -1,12 +1,10 @@
 """Domain events (spec §5.3): written to the outbox in the caller's transaction, fanned out to
 matching subscriptions as Delivery rows, and shown to partners only under the policy in force
 when they are delivered or pulled (tenant, vertical, consent)."""
-from registry.models import IntegrationStatus
-from scp_core.models import Consent
-
 from .models import Delivery, Event, EventType, Subscription
+from .scope import DataScope, refusal
 
-_SERVING = {IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED}
+_RECORD_EVENTS = {EventType.RECORD_CREATED, EventType.RECORD_UPDATED}
 
 
 def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration=None):
@@ -40,15 +38,21 @@ def _in_scope(event, integration):
 
 
 def visible_to(event, integration):
-    """The full check, at delivery or pull time: scope, the integration serving, and consent
-    in effect now for events about a person (a consent withdrawal itself is announced, with
-    no personal data beyond the person's id)."""
-    if integration.status not in _SERVING and event.event_type != EventType.INTEGRATION_STATUS_CHANGED:
+    """The full check, at delivery or pull time, through the integration's DataScope: scope,
+    the integration serving now (state and window), consent in effect now for events about a
+    person, and for record events the contract's record read rules (a consent withdrawal
+    itself is announced, with no personal data beyond the person's id)."""
+    if event.event_type == EventType.INTEGRATION_STATUS_CHANGED:
+        return _in_scope(event, integration)
+    if refusal(integration) is not None or not _in_scope(event, integration):
         return False
-    if not _in_scope(event, integration):
-        return False
+    data_scope = DataScope.of(integration, event.vertical)
+    if event.event_type in _RECORD_EVENTS:
+        rule = data_scope.record_rules.get(event.data.get("record_type"))
+        if rule is None or not (rule["other_writers"] or event.integration_id == integration.pk):
+            return False
     if event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN:
-        return Consent.objects.in_effect(event.vertical).filter(person_id=event.person_id).exists()
+        return data_scope.has_consent(event.person_id)
     return True
 
 

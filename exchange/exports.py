@@ -3,6 +3,7 @@ NDJSON or CSV, written in chunks. Consent is re-read for every chunk, so a withd
 the export excludes the person from everything written after it; exclusions are audited."""
 import csv
 import datetime
+import itertools
 import json
 from pathlib import Path
 
@@ -10,13 +11,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import AuditEvent, audit_record
-from scp_core.models import Consent, Person
+from audit.services import AuditEvent, AuditResult, audit_record
 from scp_portal.metrics import count_batch_rows
 from scp_portal.problems import ApiError
 
-from .masking import minimize
 from .models import ExportJob, ImportStatus
+from .scope import DataScope
 
 CHUNK = 1000
 
@@ -31,38 +31,53 @@ def export_create(*, integration, vertical, file_format):
     return job
 
 
+def _ids_path(path):
+    """Beside each export file, the person id of each of its rows, line by line: the download
+    re-checks consent against it (the file itself may hold no id field at all)."""
+    return path.with_name(path.name + ".ids")
+
+
 def run_export(job_id, *, chunk=CHUNK, progress=None):
     claimed = ExportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
         status=ImportStatus.RUNNING, started_at=timezone.now())
     if not claimed:
         return "not claimed"
     job = ExportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
-    fields = job.integration.read_scope.get(job.vertical.code, {})
+    integration = job.integration
     started = job.started_at
+    fields = DataScope.of(integration, job.vertical, at=started).person_fields
     directory = Path(settings.SCP_EXPORT_DIR) / "exchange"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{job.pk}.{job.file_format}"
-    tenant_persons = Person.objects.filter(tenant_id=job.integration.tenant_id)
     written, excluded, last_id = 0, [], None
-    with path.open("w", newline="", encoding="utf-8") as out:
+    with path.open("w", newline="", encoding="utf-8") as out, _ids_path(path).open("w") as ids_out:
         writer = csv.DictWriter(out, fieldnames=list(fields)) if job.file_format == "csv" else None
         if writer:
             writer.writeheader()
         while True:
-            window = tenant_persons.filter(pk__gt=last_id) if last_id else tenant_persons
+            # The scope is built anew per chunk from the integration as stored now, so a
+            # suspension or the end of the active window stops the export within one chunk.
+            integration.refresh_from_db(fields=["status", "active_from", "active_until"])
+            data_scope = DataScope.of(integration, job.vertical)
+            denied = data_scope.refusal()
+            if denied is not None:
+                return _fail(job, path, denied, written)
+            window = data_scope.tenant_persons()
+            window = window.filter(pk__gt=last_id) if last_id else window
             ids = list(window.order_by("pk").values_list("pk", flat=True)[:chunk])
             if not ids:
                 break
             last_id = ids[-1]
-            consenting_then = set(Consent.objects.in_effect(job.vertical, at=started).filter(person_id__in=ids).values_list("person_id", flat=True))
-            consenting_now = set(Consent.objects.in_effect(job.vertical).filter(person_id__in=ids).values_list("person_id", flat=True))
-            excluded.extend(str(p) for p in consenting_then - consenting_now)
-            for person in Person.objects.filter(pk__in=consenting_now).order_by("pk").only(*{"id", *fields}):
-                row = minimize(person, fields)
+            consenting_then = DataScope.of(integration, job.vertical, at=started).consenting(ids)
+            consenting_now = data_scope.consenting(ids)
+            excluded.extend(consenting_then - consenting_now)
+            for person in data_scope.persons().filter(pk__in=ids).order_by("pk").only(*{"id", *fields}):
+                row = data_scope.minimize_person(person)
                 if writer:
                     writer.writerow(row)
                 else:
                     out.write(json.dumps(row, separators=(",", ":")) + "\n")
+                ids_out.write(f"{person.pk}\n")
                 written += 1
             ExportJob.objects.filter(pk=job.pk).update(rows_written=written, rows_excluded=len(excluded))
             if progress:
@@ -74,14 +89,57 @@ def run_export(job_id, *, chunk=CHUNK, progress=None):
             rows_excluded=len(excluded), expires_at=finished + datetime.timedelta(hours=settings.SCP_EXPORT_TTL_HOURS),
         )
         audit_record(
-            event_type=AuditEvent.BATCH_EXPORT, tenant=job.integration.tenant, integration=job.integration,
-            actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id, verticals=[job.vertical.code],
+            event_type=AuditEvent.BATCH_EXPORT, tenant=integration.tenant, integration=integration,
+            actor=integration.auth_client_id, client_id=integration.auth_client_id, verticals=[job.vertical.code],
             details={"job": str(job.pk), "rows": written, "data_categories": sorted(fields),
-                     "consent": {"excluded_during_export": excluded}},
+                     "consent": {"excluded_during_export": sorted(excluded)}},
         )
-    count_batch_rows(integration=job.integration, kind="export", outcome="written", rows=written)
-    count_batch_rows(integration=job.integration, kind="export", outcome="excluded", rows=len(excluded))
+    count_batch_rows(integration=integration, kind="export", outcome="written", rows=written)
+    count_batch_rows(integration=integration, kind="export", outcome="excluded", rows=len(excluded))
     return ImportStatus.COMPLETED
+
+
+def _fail(job, path, denied, written):
+    """Stop an export that the policy no longer allows: the partial file is removed, the job
+    says why (the denial's code) and the stop is audited."""
+    path.unlink(missing_ok=True)
+    _ids_path(path).unlink(missing_ok=True)
+    reason = f"{denied.code}: {denied.detail}"
+    with transaction.atomic():
+        ExportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, finished_at=timezone.now(), error=reason,
+                                                   rows_written=written)
+        audit_record(
+            event_type=AuditEvent.BATCH_EXPORT, result=AuditResult.DENIED, tenant=job.integration.tenant,
+            integration=job.integration, actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id,
+            verticals=[job.vertical.code], error_code=denied.code,
+            details={"job": str(job.pk), "stopped": reason, "rows_before_stop": written},
+        )
+    return ImportStatus.FAILED
+
+
+def stream_download(job, *, chunk=CHUNK):
+    """The export file as it may be released now: every row is checked against consent in
+    effect at download time, so a person who withdrew after the export completed is left out.
+    Returns (an iterator of the file's bytes, the sorted ids excluded)."""
+    data_scope = DataScope.of(job.integration, job.vertical)
+    path = Path(job.file_path)
+    if not _ids_path(path).exists():  # written before downloads were re-checked: refuse, re-runnable
+        raise ApiError(409, "invalid_transition", "This export cannot be re-checked against consent; request a new export.")
+    excluded = set()
+    with _ids_path(path).open() as ids:
+        while lines := [line.strip() for line in itertools.islice(ids, chunk)]:
+            excluded |= set(lines) - data_scope.consenting(lines)
+
+    def rows():
+        with path.open("rb") as data, _ids_path(path).open() as ids:
+            if job.file_format == "csv":
+                yield data.readline()
+            for person_id in ids:
+                line = data.readline()
+                if person_id.strip() not in excluded:
+                    yield line
+
+    return rows(), sorted(excluded)
 
 
 def expire_exports(now=None):
@@ -89,6 +147,7 @@ def expire_exports(now=None):
     removed = 0
     for job in ExportJob.objects.filter(status=ImportStatus.COMPLETED, expires_at__lt=now).exclude(file_path=""):
         Path(job.file_path).unlink(missing_ok=True)
+        _ids_path(Path(job.file_path)).unlink(missing_ok=True)
         ExportJob.objects.filter(pk=job.pk).update(file_path="")
         removed += 1
     return removed

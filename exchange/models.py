@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 
 class IdempotencyRecord(models.Model):
@@ -176,6 +177,8 @@ class Connector(models.Model):
     next_run_at = models.DateTimeField(default=timezone.now)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
+
+    history = HistoricalRecords(excluded_fields=["status", "consecutive_failures", "next_run_at", "last_success_at", "last_error"])
 
     def __str__(self):
         return self.name

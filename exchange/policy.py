@@ -3,30 +3,21 @@ token → integration state and window → layered controls → rate limit → t
 consent → minimization. Each check allows or raises a denial carrying its contract code."""
 import re
 
-from django.utils import timezone
-
 from audit.services import IncidentKind, IncidentSeverity, incident_open
 from registry.models import IntegrationStatus
 from scp_portal.problems import ApiError
 
-from . import controls, ratelimit
+from . import controls, ratelimit, scope
 
 S = IntegrationStatus
 _VERTICAL_CODE = re.compile(r"[a-z0-9_-]{1,40}")
-_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def check_integration_state(integration, method, at=None):
     """Active serves all; Restricted reads only; Deprecated serves with headers; else refused."""
-    status = integration.status
-    if status == S.SUSPENDED:
-        raise ApiError(403, "integration_suspended", "The integration is suspended.")
-    if status == S.RESTRICTED and method not in _READ_METHODS:
-        raise ApiError(403, "integration_restricted", "The integration is restricted to reads.")
-    if status not in {S.ACTIVE, S.RESTRICTED, S.DEPRECATED}:
-        raise ApiError(403, "integration_not_active", f"The integration is {status}, not active.")
-    if not integration.is_in_active_window(at or timezone.now()):
-        raise ApiError(403, "outside_active_window", "The integration is outside its active window.")
+    denied = scope.refusal(integration, write=method not in scope.READ_METHODS, at=at)
+    if denied is not None:
+        raise denied
 
 
 def check_gate(principal, request):

@@ -7,11 +7,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scp_core.models import Consent, Person, Vertical, VerticalRecord
+from scp_core.models import Vertical, VerticalRecord
 from scp_portal.problems import ApiError
 
 from .events import emit
 from .models import EventType, IdempotencyRecord
+from .scope import DataScope
 from .validation import validator_for
 
 
@@ -52,10 +53,11 @@ def push_record(*, integration, idempotency_key, person_id, vertical_code, recor
             on_details(idempotency={"key": idempotency_key, "replayed": True})
             return replay
     validate_against_contract(integration, vertical_code, record_type, data)
-    person = Person.objects.select_related("tenant").filter(tenant_id=integration.tenant_id, pk=person_id).first()
+    data_scope = DataScope.of(integration, vertical_code)
+    person = data_scope.tenant_persons().select_related("tenant").filter(pk=person_id).first()
     if person is None:
         raise ApiError(404, "not_found", "No such person in this tenant.")
-    consented = Consent.objects.in_effect_for_code(vertical_code).filter(person=person).exists()
+    consented = data_scope.has_consent(person.pk)
     on_details(consent={"checked": 1, "allowed": int(consented)}, record_type=record_type)
     if not consented:
         raise ApiError(403, "consent_denied", "The person's consent for this vertical is not in effect.")

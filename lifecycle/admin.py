@@ -8,13 +8,12 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_fsm import can_proceed
-from simple_history.admin import SimpleHistoryAdmin
 
 from registry.models import Integration, IntegrationStatus
-from scp_portal.admin_scoping import RoleScopedAdmin
+from scp_portal.admin_scoping import RoleScopedAdmin, ScopedHistoryAdmin
 from scp_portal.problems import ApiError
 
-from . import admin_forms, services
+from . import admin_forms, configuration, services
 from .models import ReviewRequest, RoleAssignment, SignOffRequest
 from .permissions import may
 
@@ -34,7 +33,6 @@ ACTIONS = {
     "archive": ("Archive", "archive", admin_forms.ReasonForm, services.integration_archive, False),
     "rotate-secret": ("Rotate secret", None, admin_forms.ActionForm, services.integration_rotate_secret, True),
 }
-_SECRET_STATES = {S.ACTIVE, S.RESTRICTED, S.DEPRECATED}
 
 
 def available_actions(user, integration):
@@ -42,7 +40,7 @@ def available_actions(user, integration):
     out = []
     for name, (label, method, *_rest) in ACTIONS.items():
         if method is None:
-            possible = integration.status in _SECRET_STATES
+            possible = integration.is_serving
         else:
             possible = can_proceed(getattr(integration, method))
         if possible and _may(user, name, integration):
@@ -60,7 +58,7 @@ def _may(user, action, integration):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(RoleScopedAdmin, SimpleHistoryAdmin):
+class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
     list_display = ("integration_name", "tenant", "partner", "status", "data_contract", "active_from", "active_until")
     list_filter = ("status", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("integration_name", "auth_client_id")
@@ -257,17 +255,33 @@ class SignOffQueueAdmin(_QueueAdmin):
 
 
 @admin.register(RoleAssignment)
-class RoleAssignmentAdmin(admin.ModelAdmin):
-    """Who holds which governance role: maintained by ROOT only."""
+class RoleAssignmentAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
+    """Who holds which governance role: maintained by ROOT only, through the services (an
+    assignment is granted or revoked, never edited in place)."""
 
     list_display = ("user", "role", "tenant", "vertical", "partner")
     list_filter = ("role", "tenant")
 
     def has_module_permission(self, request):
-        return request.user.is_superuser
+        return self.roles(request).is_root
 
     def has_view_permission(self, request, obj=None):
-        return request.user.is_superuser
+        return self.has_module_permission(request)
 
-    has_add_permission = has_change_permission = has_delete_permission = has_view_permission
+    has_add_permission = has_delete_permission = has_module_permission
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            raise PermissionDenied  # has no change permission: revoke and grant instead
+        created = configuration.role_assignment_grant(
+            actor=request.user, user=obj.user, role=obj.role, tenant=obj.tenant, vertical=obj.vertical,
+            partner=obj.partner, request_id=request.request_id)
+        obj.pk = created.pk
+
+    def delete_model(self, request, obj):
+        configuration.role_assignment_revoke(actor=request.user, assignment=obj, request_id=request.request_id)
+
+    def delete_queryset(self, request, queryset):
+        for assignment in queryset:
+            self.delete_model(request, assignment)
 

@@ -44,7 +44,8 @@ class ReviewForm(ActionForm):
         super().__init__(*args, **kwargs)
         owned = {vertical_id for tenant_id, vertical_id in self.roles.owned_verticals if tenant_id == self.integration.tenant_id}
         self.fields["vertical"].queryset = self.integration.verticals.filter(id__in=owned)
-        fields = sorted({f for rules in self.integration.data_contract.read_fields.values() for f in rules})
+        contract = self.integration.data_contract
+        fields = sorted({f for code in contract.readable_verticals() for f in contract.approvable_fields(code)})
         self.fields["approved_fields"].choices = [(f, f) for f in fields]
         if self.fields["vertical"].queryset.count() == 1:
             self.initial["vertical"] = self.fields["vertical"].queryset.get()

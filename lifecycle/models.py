@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from registry.models import Integration
 
@@ -32,6 +33,8 @@ class RoleAssignment(models.Model):
     tenant = models.ForeignKey("scp_core.Tenant", null=True, blank=True, on_delete=models.CASCADE)
     vertical = models.ForeignKey("scp_core.Vertical", null=True, blank=True, on_delete=models.CASCADE)
     partner = models.ForeignKey("registry.Partner", null=True, blank=True, on_delete=models.CASCADE)
+
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

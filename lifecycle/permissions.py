@@ -11,6 +11,8 @@
 | rotate-secret                        | tenant admin of the tenant, partner user of the partner, ROOT |
 | change consent                       | tenant admin of the person's tenant, ROOT                  |
 | revise-template, vet-template        | umbrella authority                                         |
+| configure-connector                  | tenant admin of the integration's tenant, ROOT             |
+| assign-roles, configure-tenant       | ROOT                                                       |
 
 ROOT operates the platform but takes no data-access decision (review, approve, reject).
 Auditors only read. Separation of duties: whoever created or submitted a request cannot
@@ -62,6 +64,14 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
         if roles.is_umbrella:
             return None
         return "Only the umbrella authority curates the shared registry."
+    if action == "configure-connector":
+        if roles.is_root or is_tenant_admin:
+            return None
+        return "Only the tenant's admin or ROOT may configure a connector."
+    if action in {"assign-roles", "configure-tenant"}:
+        if roles.is_root:
+            return None
+        return "Only ROOT may do this."
     if action == "change-consent":
         if roles.is_root or is_tenant_admin:
             return None

@@ -13,7 +13,7 @@ from audit.services import AuditEvent, audit_record
 from exchange.controls import new_api_key
 from exchange.events import emit
 from exchange.models import EventType
-from registry.models import Integration, IntegrationStatus, ReviewDecision, VerticalReview
+from registry.models import Integration, ReviewDecision, VerticalReview
 from scp_portal.problems import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
 
 from . import keycloak
@@ -22,7 +22,6 @@ from .permissions import require
 logger = logging.getLogger(__name__)
 
 # States in which the integration's Keycloak client may issue tokens.
-_CLIENT_ENABLED_STATES = {IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED}
 
 
 def integration_create(
@@ -146,7 +145,7 @@ def integration_review(*, integration, actor, vertical, decision, reason="", app
     require(actor, "review", integration, vertical=vertical)
     if decision == ReviewDecision.REJECT and not reason:
         raise ValidationFailedError("A rejection needs a reason.", errors=[{"field": "reason", "message": "required"}])
-    allowed = set(integration.data_contract.read_fields.get(vertical.code, {}))
+    allowed = integration.data_contract.approvable_fields(vertical.code)
     unknown = sorted(set(approved_fields) - allowed)
     if unknown:
         raise ValidationFailedError(
@@ -250,7 +249,7 @@ def integration_activate(*, integration, actor, request_id=""):
 
 def integration_rotate_secret(*, integration, actor, request_id=""):
     require(actor, "rotate-secret", integration)
-    if integration.status not in _CLIENT_ENABLED_STATES or not integration.auth_client_id:
+    if not integration.is_serving or not integration.auth_client_id:
         raise InvalidTransitionError(f"An integration in state '{integration.status}' has no secret to rotate.")
     try:
         existing = keycloak.find_client(integration.auth_client_id)
@@ -325,7 +324,7 @@ def integration_sync_client(integration_id):
     """Make the Keycloak client's enabled flag follow the integration's state (idempotent)."""
     integration = Integration.objects.get(pk=integration_id)
     client_id = integration.auth_client_id or integration.client_id_for_keycloak
-    keycloak.set_enabled(client_id, integration.status in _CLIENT_ENABLED_STATES)
+    keycloak.set_enabled(client_id, integration.is_serving)
 
 
 def _sync_client_quietly(integration_id):

@@ -21,13 +21,12 @@ def expire_integrations_task():
     """Move every integration past its `active_until` out of service, with the reason recorded."""
     from django.utils import timezone
 
-    from registry.models import Integration, IntegrationStatus
+    from registry.models import Integration
 
     from .services import integration_expire
 
     now = timezone.now()
-    in_service = [IntegrationStatus.ACTIVE, IntegrationStatus.RESTRICTED, IntegrationStatus.DEPRECATED]
-    expired = Integration.objects.filter(status__in=in_service, active_until__lte=now).values_list("pk", flat=True)
+    expired = Integration.objects.serving().filter(active_until__lte=now).values_list("pk", flat=True)
     for pk in expired:
         integration_expire(integration=Integration.objects.get(pk=pk), now=now)
     return len(expired)

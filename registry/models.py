@@ -67,12 +67,18 @@ class DataContractVersion(models.Model):
 
     `read_fields`:   {"health": {"id": "plain", "national_id": "last:4", "birth_date": "year"}}
     `write_schemas`: {"health": {"immunization": {<JSON Schema of the record's data>}}}
+    `read_records`:  {"health": {"immunization": {"fields": {"vaccine": "plain", "date": "year"},
+                                                  "other_writers": false}}}
+                     which record types and which fields of their `data` may be read, masked
+                     how, and whether records written by other integrations are included (a
+                     type absent here is not readable at all).
     """
 
     contract = models.ForeignKey(DataContract, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
     read_fields = models.JSONField(default=dict)
     write_schemas = models.JSONField(default=dict)
+    read_records = models.JSONField(default=dict, blank=True)
     data_categories = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -88,6 +94,14 @@ class DataContractVersion(models.Model):
     @property
     def ref(self):
         return f"{self.contract.slug}@v{self.version}"
+
+    def approvable_fields(self, vertical_code):
+        """What a reviewer may approve in a vertical: person fields, and record fields as
+        "record_type.field"."""
+        records = self.read_records.get(vertical_code, {})
+        return set(self.read_fields.get(vertical_code, {})) | {
+            f"{record_type}.{field}" for record_type, rule in records.items() for field in rule.get("fields", {})
+        }
 
     def readable_verticals(self):
         return set(self.read_fields)
@@ -152,6 +166,9 @@ class IntegrationStatus(models.TextChoices):
 
 
 S = IntegrationStatus
+# The states in which an integration is served (Restricted for reads only, Deprecated with
+# headers); every other state refuses. The one list: the exchange, jobs and monitoring use it.
+SERVING_STATES = frozenset({S.ACTIVE, S.RESTRICTED, S.DEPRECATED})
 
 
 class IntegrationQuerySet(models.QuerySet):
@@ -163,6 +180,9 @@ class IntegrationQuerySet(models.QuerySet):
         for tenant_id, vertical_id in roles.owned_verticals:
             q |= models.Q(tenant_id=tenant_id, verticals__id=vertical_id)
         return self.filter(q).distinct()
+
+    def serving(self):
+        return self.filter(status__in=SERVING_STATES)
 
     def for_token(self, integration_id):
         """The integration named by a partner token, with what the policy checks joined in."""
@@ -201,6 +221,8 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     # The read scope fixed at activation: {vertical: {field: masking rule}} (see
     # effective_read_fields). Stored so the governed request path reads it with the record.
     read_scope = models.JSONField(default=dict, blank=True, editable=False)
+    # The record read scope fixed at activation (see effective_record_read).
+    record_scope = models.JSONField(default=dict, blank=True, editable=False)
     # Layered controls (spec §7.2).
     ip_allowlist = models.JSONField(default=list, blank=True, help_text="CIDRs allowed to call; empty: any.")
     api_key_prefix = models.CharField(max_length=12, blank=True, help_text="First characters of the API key, to identify it.")
@@ -285,6 +307,29 @@ class Integration(ConcurrentTransitionMixin, models.Model):
             effective[code] = fields
         return effective
 
+    def effective_record_read(self):
+        """{vertical: {record_type: {"fields": {field: rule}, "other_writers": bool}}}: the
+        contract's record read rules in the effective read verticals. A reviewer who narrowed
+        the fields narrows these too: only entries "record_type.field" they listed remain."""
+        verticals = set(self.effective_read_fields())
+        narrowed = {r.vertical.code: set(r.approved_fields) for r in self.vertical_reviews.all() if r.approved_fields}
+        effective = {}
+        for code in verticals & set(self.data_contract.read_records):
+            types = {}
+            for record_type, rule in self.data_contract.read_records[code].items():
+                fields = dict(rule.get("fields", {}))
+                if code in narrowed:
+                    fields = {f: m for f, m in fields.items() if f"{record_type}.{f}" in narrowed[code]}
+                if fields:
+                    types[record_type] = {"fields": fields, "other_writers": bool(rule.get("other_writers"))}
+            if types:
+                effective[code] = types
+        return effective
+
+    @property
+    def is_serving(self):
+        return self.status in SERVING_STATES
+
     def is_in_active_window(self, at=None):
         at = at or timezone.now()
         return self.active_from <= at and (self.active_until is None or at < self.active_until)
@@ -311,6 +356,7 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     def activate(self, auth_client_id):
         self.auth_client_id = auth_client_id
         self.read_scope = self.effective_read_fields()
+        self.record_scope = self.effective_record_read()
 
     @transition(field=status, source=S.ACTIVE, target=S.RESTRICTED)
     def restrict(self):

@@ -1,14 +1,18 @@
 from django.contrib import admin
-from simple_history.admin import SimpleHistoryAdmin
 
-from scp_portal.admin_scoping import RootEditableAdmin, TenantScopedAdmin
+from lifecycle.configuration import tenant_save
+from scp_portal.admin_scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
 
 from .models import Consent, Person, Tenant, Vertical, VerticalRecord
 
 
 @admin.register(Tenant)
 class TenantAdmin(RootEditableAdmin):
-    list_display = ("code", "name")
+    list_display = ("code", "name", "audit_retention_days")
+
+    def save_model(self, request, obj, form, change):
+        if not change or self.in_scope(request, obj):
+            tenant_save(actor=request.user, tenant=obj, request_id=request.request_id)
 
     def scope(self, queryset, roles):
         if roles.sees_everything or roles.partners:
@@ -30,7 +34,7 @@ class PersonAdmin(TenantScopedAdmin):
 
 
 @admin.register(Consent)
-class ConsentAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
+class ConsentAdmin(TenantScopedAdmin, ScopedHistoryAdmin):
     """Consent changes go through scp_core.services.consent_record (the governance API);
     the admin shows them and their history."""
 

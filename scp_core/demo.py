@@ -79,6 +79,9 @@ def seed_reference_data(*, dev_passwords=False):
         defaults={
             "read_fields": {"health": HEALTH_READ_FIELDS},
             "write_schemas": {"health": {"immunization": IMMUNIZATION_SCHEMA}},
+            # An integration reads back the immunizations it wrote itself, not other writers'.
+            "read_records": {"health": {"immunization": {
+                "fields": {"vaccine": "plain", "dose": "plain", "date": "plain"}, "other_writers": False}}},
             "data_categories": ["identity", "demographics", "immunization"],
         },
     )

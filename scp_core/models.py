@@ -16,6 +16,8 @@ class Tenant(models.Model):
         null=True, blank=True, help_text="Audit records older than this are purged by whole sealed segments; empty keeps them."
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["code"]
 

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from audit.models import AuditRecord
 from audit.services import audit_record
 from exchange import batch
+from exchange.models import ImportJob
 from registry.models import Integration, IntegrationTemplate, Partner
 from scp_core.models import Person, Tenant, Vertical
 ke, health = Tenant.objects.get(code="ke"), Vertical.objects.get(code="health")
@@ -20,6 +21,11 @@ template = IntegrationTemplate.objects.get(slug="health-records-basic", version=
 integration = Integration.objects.create(tenant=ke, partner=Partner.objects.get(slug="acme-health"), integration_name="embedded",
                                          template=template, data_contract=template.data_contract, created_by=root)
 integration.verticals.set([health])
+draft_job = batch.import_store(integration=integration, vertical=health, record_type="immunization",
+                               upload=SimpleUploadedFile("rows.csv", b"person_id,vaccine,dose,date\\n"))
+print("draft import", batch.run_import(draft_job.pk), ImportJob.objects.get(pk=draft_job.pk).error.split(":")[0])
+Integration.objects.filter(pk=integration.pk).update(status="active")  # test setup: as if walked to Active
+integration.refresh_from_db()
 audit_record(event_type="api.request", tenant=ke, integration=integration, actor_user=root, details={"bad": "x\\x00"})
 record = AuditRecord.objects.order_by("-id").first()
 print("audit", record.integration_id == integration.pk, record.actor, record.details["bad"] == "x\\ufffd")
@@ -47,4 +53,5 @@ def test_audit_append_and_import_work_on_the_embedded_sqlite_default(tmp_path):
     manage("seed_demo", "--persons", "20")
     out = manage("shell", "-c", SCRIPT)
     assert "audit True root True" in out
+    assert "draft import failed integration_not_active" in out  # a Draft integration imports nothing
     assert "import completed 1" in out

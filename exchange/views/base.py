@@ -22,6 +22,7 @@ from scp_portal.problems import ApiError
 
 from .. import controls, policy, ratelimit
 from ..authentication import IntegrationTokenAuthentication
+from ..scope import DataScope
 from ..serializers import (
     ProblemSerializer,
 )
@@ -73,11 +74,13 @@ class GovernedAPIView(APIView):
     def audit_details(self, **details):
         self.request._request.scp_audit["details"].update(details)
 
-    def read_vertical(self):
-        """The requested vertical, checked against the read scope and recorded for audit."""
+    def read_scope(self):
+        """The DataScope of the requested vertical, checked against the read scope and
+        recorded for audit: every read handler reads through it."""
         code = self._vertical(self.request.query_params.get("vertical", ""), self.principal.read_fields)
-        self.audit_details(data_categories=sorted(self.principal.read_fields[code]))
-        return code
+        data_scope = DataScope.of(self.principal.integration, code)
+        self.audit_details(data_categories=sorted(data_scope.person_fields))
+        return data_scope
 
     def _vertical(self, code, scope):
         self.audit_details(verticals_requested=[code[:40]], verticals_effective=sorted(self.principal.token_verticals & set(scope)))

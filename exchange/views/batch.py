@@ -2,7 +2,7 @@
 import csv
 import io
 
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -143,7 +143,10 @@ class ExportDownloadView(_ExportJobView):
             raise ApiError(409, "invalid_transition", f"The export is {job.status}, not completed yet.")
         if not job.file_path:
             raise ApiError(404, "not_found", "The export has expired.")
-        self.audit_details(export_job=str(job.id), data_categories=sorted(self.principal.read_fields.get(job.vertical.code, {})))
+        rows, excluded = exports.stream_download(job)
+        self.audit_details(export_job=str(job.id), data_categories=sorted(self.principal.read_fields.get(job.vertical.code, {})),
+                           consent={"checked": "at download", "excluded_at_download": excluded})
         content_type = "text/csv" if job.file_format == "csv" else "application/x-ndjson"
-        return FileResponse(open(job.file_path, "rb"), content_type=content_type, as_attachment=True,
-                            filename=f"export-{job.id}.{job.file_format}")
+        response = StreamingHttpResponse(rows, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="export-{job.id}.{job.file_format}"'
+        return response

@@ -1,18 +1,16 @@
 """Real-time request/response endpoints: persons, records (read and push), aggregates."""
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, F
 from django.db.models.functions import ExtractYear
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
-from scp_core.models import Consent, Person, VerticalRecord
 from scp_portal.problems import ApiError
 
-from .. import pushes
-from ..masking import minimize
+from .. import disclosure, pushes
 from ..serializers import (
     AggregateSerializer,
     MinimizedPersonSerializer,
@@ -32,18 +30,13 @@ from .base import (
 )
 
 
-def _consenting_persons(tenant_id, vertical_code):
-    """Persons of the tenant whose consent for the vertical is in effect now (one query)."""
-    return Person.objects.filter(tenant_id=tenant_id, id__in=Consent.objects.in_effect_for_code(vertical_code).values("person_id"))
-
-
 class PersonListView(GovernedAPIView):
     @extend_schema(operation_id="persons_list", parameters=[VERTICAL_PARAM, UPDATED_SINCE, *PAGE_PARAMS], responses={200: PersonPageSerializer, **ERRORS})
     def get(self, request):
         """Persons of the integration's tenant with consent in effect now for the vertical, minimized."""
-        code = self.read_vertical()
-        fields = self.principal.read_fields[code]
-        persons = _consenting_persons(self.tenant_id, code)
+        data_scope = self.read_scope()
+        fields = data_scope.person_fields
+        persons = data_scope.persons()
         since = self.updated_since()
         if since is not None:
             persons = persons.filter(updated_at__gte=since)
@@ -51,53 +44,36 @@ class PersonListView(GovernedAPIView):
         # Rows, not model instances: building 100 Person objects per page cost more than the query.
         page = paginator.paginate_queryset(persons.values(*{"id", *fields}), request, view=self)
         self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)})
-        return paginator.get_paginated_response([minimize(p, fields) for p in page])
+        return paginator.get_paginated_response([data_scope.minimize_person(p) for p in page])
 
 
 class PersonDetailView(GovernedAPIView):
     @extend_schema(operation_id="persons_retrieve", parameters=[VERTICAL_PARAM], responses={200: MinimizedPersonSerializer, **ERRORS})
     def get(self, request, person_id):
         """One person of the integration's tenant: 404 for any other tenant, 403 without consent."""
-        code = self.read_vertical()
-        person = get_object_or_404(Person.objects.filter(tenant_id=self.tenant_id), pk=person_id)
-        consented = Consent.objects.in_effect_for_code(code).filter(person=person).exists()
+        data_scope = self.read_scope()
+        person = get_object_or_404(data_scope.tenant_persons(), pk=person_id)
+        consented = data_scope.has_consent(person.pk)
         self.audit_details(consent={"checked": 1, "allowed": int(consented), "denied": [str(person.pk)] if not consented else []})
         if not consented:
             raise ApiError(403, "consent_denied", "The person's consent for this vertical is not in effect.")
-        return Response(minimize(person, self.principal.read_fields[code]))
-
-
-def _record_json(record):
-    return {
-        "id": str(record.id),
-        "person_id": str(record.person_id),
-        "vertical": record.vertical.code,
-        "record_type": record.record_type,
-        "data": record.data,
-        "created_at": record.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": record.updated_at.isoformat().replace("+00:00", "Z"),
-    }
+        return Response(data_scope.minimize_person(person))
 
 
 class RecordListView(GovernedAPIView):
     @extend_schema(operation_id="records_list", parameters=[VERTICAL_PARAM, UPDATED_SINCE, *PAGE_PARAMS], responses={200: RecordPageSerializer, **ERRORS})
     def get(self, request):
         """Records of the contract's record types in the vertical, of consenting persons of the tenant."""
-        code = self.read_vertical()
-        types = sorted(self.principal.integration.data_contract.write_schemas.get(code, {}))
-        records = VerticalRecord.objects.select_related("vertical").filter(
-            vertical__code=code,
-            record_type__in=types,
-            person__tenant_id=self.tenant_id,
-            person_id__in=Consent.objects.in_effect_for_code(code).values("person_id"),
-        )
+        data_scope = self.read_scope()
+        records = data_scope.records()
         since = self.updated_since()
         if since is not None:
             records = records.filter(updated_at__gte=since)
         paginator = ExchangeCursorPagination()
         page = paginator.paginate_queryset(records, request, view=self)
-        self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)}, record_types=types)
-        return paginator.get_paginated_response([_record_json(r) for r in page])
+        self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)},
+                           record_types=sorted(data_scope.record_rules))
+        return paginator.get_paginated_response([data_scope.minimize_record(r) for r in page])
 
     @extend_schema(
         operation_id="records_push",
@@ -126,10 +102,11 @@ class RecordListView(GovernedAPIView):
         return Response(payload, status=status)
 
 
+# group_by -> (the person field it reveals, the expression grouped on)
 GROUPS = {
-    "district": ("district", "district"),
-    "sex": ("sex", "sex"),
-    "birth_year": ("birth_year", ExtractYear("birth_date")),
+    "district": ("district", F("district")),
+    "sex": ("sex", F("sex")),
+    "birth_year": ("birth_date", ExtractYear("birth_date")),
 }
 
 
@@ -140,29 +117,30 @@ class AggregateView(GovernedAPIView):
         responses={200: AggregateSerializer, **ERRORS},
     )
     def get(self, request):
-        """Counts of consenting persons of the tenant; cells below the threshold are suppressed."""
-        code = self.read_vertical()
+        """Counts of consenting persons of the tenant, with disclosure control
+        (`exchange.disclosure`: primary and secondary suppression)."""
+        data_scope = self.read_scope()
         group_by = request.query_params.get("group_by") or None
         if group_by is not None and group_by not in GROUPS:
             raise ApiError(422, "validation_error", f"'group_by' must be one of {', '.join(sorted(GROUPS))}.",
                            errors=[{"field": "group_by", "message": "unknown grouping"}])
+        if group_by is not None and GROUPS[group_by][0] not in data_scope.person_fields:
+            raise ApiError(403, "permission_denied", f"'{group_by}' is not a field this integration may read.")
         threshold = settings.SCP_AGGREGATE_MIN_CELL
-        persons = _consenting_persons(self.tenant_id, code)
+        persons = data_scope.persons()
         cells = []
-        total = persons.count() if group_by is None else None
-        if group_by is not None:
-            name, expression = GROUPS[group_by]
-            rows = persons.annotate(**({name: expression} if name == "birth_year" else {})).values(name).annotate(n=Count("id")).order_by(name)
-            for row in rows:
-                small = row["n"] < threshold
-                cells.append({"group": None if row[name] is None else str(row[name]), "count": None if small else row["n"], "suppressed": small})
-            total = sum(row["n"] for row in rows)
-            if any(cell["suppressed"] for cell in cells):
-                total = 0  # the total would give away the suppressed cells by difference
+        if group_by is None:
+            total = persons.count()
+        else:
+            expression = GROUPS[group_by][1]
+            rows = persons.annotate(cell=expression).values("cell").annotate(n=Count("id")).order_by()
+            counts = {row["cell"]: row["n"] for row in rows}
+            total = sum(counts.values())
+            cells = disclosure.protect(counts, threshold)
         self.audit_details(consent={"checked": "in_effect filter", "aggregated": total}, aggregate=group_by or "total")
         small_total = total < threshold
         return Response({
-            "vertical": code,
+            "vertical": data_scope.vertical,
             "group_by": group_by,
             "min_cell": threshold,
             "total": None if small_total else total,

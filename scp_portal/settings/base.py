@@ -99,3 +99,4 @@ LOGGING = {
 
 # Key for the keyed-hash masking rule (pseudonymous linkage across exports of one deployment).
 SCP_PSEUDONYM_KEY = env("SCP_PSEUDONYM_KEY", "dev-pseudonym-key") if DEBUG else env("SCP_PSEUDONYM_KEY")
+SIMPLE_HISTORY_REVERT_DISABLED = True  # governed models change through services only (issue #11)

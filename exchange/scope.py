@@ -1,0 +1,139 @@
+"""The one scope every data path of the exchange reads through (issue #11).
+
+A `DataScope` is built once per request, or once per chunk of a background job, from
+(integration, vertical, now). It answers everything the policy decides about data:
+
+- may the integration act now (state and active window, for reads or writes);
+- which persons (its tenant's, with consent for the vertical in effect at `at`);
+- which person fields, masked how (the read scope fixed at activation);
+- which record types and record fields it may read (the contract's record rules, narrowed
+  by the reviewer, and whether records of other writers are included) and write.
+
+Views, exports and their downloads, imports, connectors, events and webhook deliveries ask
+it; none of them writes the consent filter or the list of serving states again.
+"""
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from registry.models import SERVING_STATES, IntegrationStatus
+from scp_core.models import Consent, Person, VerticalRecord
+from scp_portal.problems import ApiError
+
+from .masking import minimize
+
+S = IntegrationStatus
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refusal(integration, *, write=False, at=None):
+    """Why the integration may not act now (an ApiError with the contract's code), or None.
+    Active serves all; Restricted reads only; Deprecated serves; every other state refuses."""
+    status = integration.status
+    if status == S.SUSPENDED:
+        return ApiError(403, "integration_suspended", "The integration is suspended.")
+    if status == S.RESTRICTED and write:
+        return ApiError(403, "integration_restricted", "The integration is restricted to reads.")
+    if status not in SERVING_STATES:
+        return ApiError(403, "integration_not_active", f"The integration is {status}, not active.")
+    if not integration.is_in_active_window(at or timezone.now()):
+        return ApiError(403, "outside_active_window", "The integration is outside its active window.")
+    return None
+
+
+@dataclass(frozen=True)
+class DataScope:
+    integration: object  # registry.models.Integration
+    vertical: str        # the vertical's code
+    at: datetime
+
+    @classmethod
+    def of(cls, integration, vertical, at=None):
+        """`vertical` is a code or a Vertical; `at` defaults to now."""
+        code = vertical if isinstance(vertical, str) else vertical.code
+        return cls(integration=integration, vertical=code, at=at or timezone.now())
+
+    # --- may it act now -------------------------------------------------------------------
+
+    def refusal(self, *, write=False):
+        return refusal(self.integration, write=write, at=self.at)
+
+    def check(self, *, write=False):
+        """Raise the denial if the integration may not act now."""
+        denied = self.refusal(write=write)
+        if denied is not None:
+            raise denied
+
+    # --- persons --------------------------------------------------------------------------
+
+    @property
+    def person_fields(self):
+        """{field: masking rule} of persons in this vertical (empty: none readable)."""
+        return self.integration.read_scope.get(self.vertical, {})
+
+    def _consents(self):
+        return Consent.objects.filter(vertical__code=self.vertical).in_effect_at(self.at)
+
+    def persons(self):
+        """Persons of the integration's tenant whose consent for the vertical is in effect."""
+        return Person.objects.filter(tenant_id=self.integration.tenant_id,
+                                     id__in=self._consents().values("person_id"))
+
+    def tenant_persons(self):
+        """Every person of the tenant, consent or not (to tell 404 from 403)."""
+        return Person.objects.filter(tenant_id=self.integration.tenant_id)
+
+    def consenting(self, person_ids):
+        """The subset of `person_ids` (an iterable, or a subquery expression) that are persons of
+        the tenant with consent in effect, as a set of strings."""
+        ids = self._consents().filter(person__tenant_id=self.integration.tenant_id, person_id__in=person_ids)
+        return {str(p) for p in ids.values_list("person_id", flat=True)}
+
+    def has_consent(self, person_id):
+        return bool(self.consenting([person_id]))
+
+    def minimize_person(self, person):
+        return minimize(person, self.person_fields)
+
+    # --- records --------------------------------------------------------------------------
+
+    @property
+    def record_rules(self):
+        """{record_type: {"fields": {field: rule}, "other_writers": bool}} readable here."""
+        return self.integration.record_scope.get(self.vertical, {})
+
+    def records(self):
+        """Readable records: of the contract's readable types, of consenting persons of the
+        tenant, and of other writers only where the contract allows it."""
+        allowed = Q(pk__in=[])
+        for record_type, rule in self.record_rules.items():
+            q = Q(record_type=record_type)
+            if not rule.get("other_writers"):
+                q &= Q(source_integration_id=self.integration.pk)
+            allowed |= q
+        return VerticalRecord.objects.filter(
+            allowed, vertical__code=self.vertical, person__tenant_id=self.integration.tenant_id,
+            person_id__in=self._consents().values("person_id"),
+        )
+
+    def minimize_record(self, record):
+        """A record as this integration may see it: its `data` cut to the readable fields,
+        each masked by its rule."""
+        fields = self.record_rules.get(record.record_type, {}).get("fields", {})
+        data = record.data if isinstance(record.data, dict) else {}
+        return {
+            "id": str(record.id),
+            "person_id": str(record.person_id),
+            "vertical": self.vertical,
+            "record_type": record.record_type,
+            "data": minimize({f: data.get(f) for f in fields}, fields),
+            "created_at": record.created_at.isoformat().replace("+00:00", "Z"),
+            "updated_at": record.updated_at.isoformat().replace("+00:00", "Z"),
+        }
+
+    @property
+    def writable_types(self):
+        """{record_type: JSON Schema} it may write in this vertical."""
+        return self.integration.writable_record_types(self.vertical)

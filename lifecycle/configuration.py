@@ -1,0 +1,88 @@
+"""Services for the governed configuration that the portal edits besides integrations: role
+assignments, tenant settings and connectors. Each checks who may act, writes the change, its
+history entry and its audit record in one transaction; the admin screens call these only."""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.forms.models import model_to_dict
+
+from audit.services import AuditEvent, audit_record
+from registry.models import Integration
+from scp_portal.problems import ValidationFailedError
+
+from .models import RoleAssignment
+from .permissions import require
+from .roles import roles_of
+
+
+def _validated(obj):
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        raise ValidationFailedError(
+            "The change is not valid.",
+            errors=[{"field": field, "message": " ".join(messages)} for field, messages in exc.message_dict.items()],
+        ) from exc
+
+
+def _plain(obj, fields):
+    return {name: str(value) if value is not None else None for name, value in model_to_dict(obj, fields=fields).items()}
+
+
+def role_assignment_grant(*, actor, user, role, tenant=None, vertical=None, partner=None, request_id=""):
+    require(actor, "assign-roles")
+    assignment = RoleAssignment(user=user, role=role, tenant=tenant, vertical=vertical, partner=partner)
+    _validated(assignment)
+    with transaction.atomic():
+        assignment._change_reason = "granted"
+        assignment.save()
+        audit_record(event_type=AuditEvent.ROLE_CHANGED, tenant=tenant, actor_user=actor, request_id=request_id,
+                     details={"granted": _plain(assignment, ["user", "role", "tenant", "vertical", "partner"])})
+    return assignment
+
+
+def role_assignment_revoke(*, actor, assignment, request_id=""):
+    require(actor, "assign-roles")
+    with transaction.atomic():
+        before = _plain(assignment, ["user", "role", "tenant", "vertical", "partner"])
+        tenant = assignment.tenant
+        assignment._change_reason = "revoked"
+        assignment.delete()
+        audit_record(event_type=AuditEvent.ROLE_CHANGED, tenant=tenant, actor_user=actor, request_id=request_id,
+                     details={"revoked": before})
+
+
+TENANT_FIELDS = ["code", "name", "audit_retention_days"]
+
+
+def tenant_save(*, actor, tenant, request_id=""):
+    """Create a tenant or change its settings (an unsaved instance, or one with changed fields)."""
+    require(actor, "configure-tenant")
+    stored = type(tenant).objects.filter(pk=tenant.pk).first() if tenant.pk else None
+    _validated(tenant)
+    with transaction.atomic():
+        tenant.save()
+        audit_record(event_type=AuditEvent.TENANT_SETTINGS_CHANGED, tenant=tenant, actor_user=actor, request_id=request_id,
+                     details={"before": _plain(stored, TENANT_FIELDS) if stored else None, "after": _plain(tenant, TENANT_FIELDS)})
+    return tenant
+
+
+CONNECTOR_FIELDS = ["integration", "name", "adapter", "source", "vertical", "record_type", "every_seconds"]
+
+
+def connector_save(*, actor, connector, request_id=""):
+    """Create or change a connector (an unsaved instance, or one with changed fields)."""
+    integration = Integration.objects.visible_to(roles_of(actor)).filter(pk=connector.integration_id).first()
+    if integration is None:
+        raise ValidationFailedError("No such integration.", errors=[{"field": "integration", "message": "not found"}])
+    require(actor, "configure-connector", integration)
+    if connector.vertical.code not in integration.vertical_codes():
+        raise ValidationFailedError("The connector's vertical is not one of the integration's verticals.",
+                                    errors=[{"field": "vertical", "message": "not declared by the integration"}])
+    adding = connector._state.adding
+    _validated(connector)
+    with transaction.atomic():
+        connector.save()
+        audit_record(event_type=AuditEvent.CONNECTOR_CONFIGURED, tenant=integration.tenant, integration=integration,
+                     actor_user=actor, request_id=request_id, verticals=[connector.vertical.code],
+                     details={"created" if adding else "changed": _plain(connector, CONNECTOR_FIELDS)})
+    return connector
