@@ -42,7 +42,7 @@ def count(name, now=None):
         try:
             pipe = _redis().pipeline()
             pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS + 5, nx=True)
+            pipe.expire(key, 2 * WINDOW_SECONDS + 5, nx=True)  # the next window reads it too
             return pipe.execute()[0], reset
         except redis.RedisError as exc:
             # Fail closed: an enforcement boundary does not serve what it cannot count.
@@ -50,6 +50,28 @@ def count(name, now=None):
     with _local_lock:  # embedded default only: one process, no Redis
         _local_counts[key] = _local_counts.get(key, 0) + 1
         return _local_counts[key], reset
+
+
+def peek(name, now=None):
+    """(count in the current window so far, seconds until it resets), without counting."""
+    now = now or time.time()
+    key = f"scp:{name}:{int(now // WINDOW_SECONDS)}"
+    return _get(key), WINDOW_SECONDS - int(now % WINDOW_SECONDS)
+
+
+def previous_window(name, now=None):
+    """The count of the window before the current one (kept a little past its end)."""
+    now = now or time.time()
+    return _get(f"scp:{name}:{int(now // WINDOW_SECONDS) - 1}")
+
+
+def _get(key):
+    if not settings.SCP_REDIS_URL:
+        return _local_counts.get(key, 0)
+    try:
+        return int(_redis().get(key) or 0)
+    except redis.RedisError as exc:
+        raise ApiError(503, "upstream_unavailable", "The rate limiter is unavailable.") from exc
 
 
 def hit(integration, now=None):

@@ -222,6 +222,13 @@ class _QueueAdmin(IntegrationAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return redirect(reverse("admin:registry_integration_change", args=[object_id]))
 
+    def history_view(self, request, object_id, extra_context=None):
+        # A queue is a proxy without history of its own: the integration's screen has it.
+        return redirect(reverse("admin:registry_integration_history", args=[object_id]))
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        return redirect(reverse("admin:registry_integration_history", args=[object_id]))
+
 
 @admin.register(ReviewRequest)
 class ReviewQueueAdmin(_QueueAdmin):
@@ -268,7 +275,11 @@ class RoleAssignmentAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
 
-    has_add_permission = has_delete_permission = has_module_permission
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_module_permission(request)
 
     def save_model(self, request, obj, form, change):
         if change:

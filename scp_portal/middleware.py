@@ -1,23 +1,37 @@
-"""Request ids for every request, and problem+json for API errors raised outside the views."""
+"""Request ids for every request, and the guard of everything under /api/: body limits before
+any parsing, problem+json for errors raised outside the views, throttled unauthenticated
+failures, and exactly one audit record per response."""
+import json
 import logging
+import time
 import uuid
 
-from .problems import problem_response
+from django.conf import settings
+
+from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
+from exchange import controls, ratelimit
+
+from .problems import ApiError, problem_response
 
 logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
-    """Give every request an id (or keep a well-formed one from the caller) and echo it back."""
+    """Give every request the server's own id; a well-formed id sent by the caller is kept
+    beside it (`X-Client-Request-ID`, and in the audit), never instead of it: a caller must not
+    be able to make its requests share an id with another's."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
-        request.request_id = incoming if _is_uuid(incoming) else str(uuid.uuid4())
+        request.request_id = str(uuid.uuid4())
+        request.client_request_id = incoming if _is_uuid(incoming) else ""
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        if request.client_request_id:
+            response["X-Client-Request-ID"] = request.client_request_id
         return response
 
 
@@ -29,20 +43,38 @@ def _is_uuid(value):
     return True
 
 
-class ApiProblemMiddleware:
-    """Under /api/, unmatched URLs and unhandled exceptions answer in problem+json, never HTML."""
+_AUDITED_PREFIX = "/api/v1/"
+
+
+def _body_limit(request):
+    if request.method == "POST" and request.path == "/api/v1/imports/":
+        return settings.SCP_MAX_IMPORT_BYTES
+    return settings.SCP_MAX_API_BODY_BYTES
+
+
+class ApiGuardMiddleware:
+    """Under /api/: a body over the limit is refused from its Content-Length before anything
+    reads it (413); unmatched URLs and unhandled exceptions answer in problem+json, never HTML;
+    failed authentications are counted per source address and, past a limit, refused with 429
+    before any token work; and every response under /api/v1/ leaves exactly one audit record
+    (the exchange views write their own, richer one; this writes it for every other response,
+    500s included), except that an address's unauthenticated failures leave one per window."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        response = self.get_response(request)
-        if (
-            request.path.startswith("/api/")
-            and response.status_code == 404
-            and not response.get("Content-Type", "").startswith("application/problem+json")
-        ):
-            return problem_response(request, status_code=404, code="not_found", detail="Not found.")
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        started = time.perf_counter()
+        request.scp_audited = False
+        response = self._refuse_oversized(request) or self._throttled(request) or self.get_response(request)
+        if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/problem+json"):
+            response = problem_response(request, status_code=404, code="not_found", detail="Not found.")
+        if response.status_code == 401:
+            self._count_authentication_failure(request)
+        if request.path.startswith(_AUDITED_PREFIX) and not request.scp_audited:
+            _audit_fallback(request, response, started)
         return response
 
     def process_exception(self, request, exception):
@@ -52,3 +84,90 @@ class ApiProblemMiddleware:
         return problem_response(
             request, status_code=500, code="server_error", detail="An internal error occurred."
         )
+
+    @staticmethod
+    def _refuse_oversized(request):
+        limit = _body_limit(request)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = limit + 1
+        chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length <= limit and not chunked:
+            return None
+        return problem_response(request, status_code=413, code="payload_too_large",
+                                detail=f"The body may be at most {limit} bytes, with a Content-Length.")
+
+    @staticmethod
+    def _throttled(request):
+        """An address past its limit of failed authentications in this window is refused at
+        once (no token is verified, nothing else is read)."""
+        request.scp_source_ip = controls.client_ip(request)
+        try:
+            failures, reset = ratelimit.peek(f"authfail:{request.scp_source_ip}")
+        except ApiError:
+            return None  # the counter is down: authentication itself still decides
+        if failures < settings.SCP_AUTH_FAILURE_LIMIT:
+            return None
+        request.scp_audited = True  # counted, not recorded one by one (see _count_authentication_failure)
+        ratelimit.count(f"authfail:{request.scp_source_ip}")
+        response = problem_response(request, status_code=429, code="rate_limited",
+                                    detail="Too many failed authentications from this address; retry later.")
+        response["Retry-After"] = str(reset)
+        return response
+
+    @staticmethod
+    def _count_authentication_failure(request):
+        """§10: repeated failures from one address open an incident (once a window); only the
+        first failure of a window is audited, carrying the count of the window before it."""
+        source_ip = request.scp_source_ip
+        try:
+            failures, _reset = ratelimit.count(f"authfail:{source_ip}")
+            previous = ratelimit.previous_window(f"authfail:{source_ip}")
+        except ApiError:
+            return  # the counter is down: the request itself was already refused
+        request.scp_audited = request.scp_audited or failures > 1
+        request.scp_audit_extra = {"authentication_failures": {"window": "1 min", "previous_window": previous}}
+        if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
+            incident_open(
+                kind=IncidentKind.AUTHENTICATION_FAILURES, severity=IncidentSeverity.MEDIUM,
+                summary=f"{failures} failed authentications from {source_ip} within a minute",
+                request_id=request.request_id, details={"source_ip": source_ip},
+            )
+
+
+def _audit_fallback(request, response, started):
+    """The audit record of an API response that no view recorded: governance requests, and
+    requests refused or failed before or outside a view (413, 404, 500, 401)."""
+    status = response.status_code
+    context = getattr(request, "scp_audit", {})
+    integration = context.get("integration")
+    user = getattr(request, "user", None)
+    staff = user if user is not None and getattr(user, "is_authenticated", False) and hasattr(user, "get_username") else None
+    if status < 400:
+        result = AuditResult.SUCCESS
+    elif status in (401, 403, 429):
+        result = AuditResult.DENIED
+    else:
+        result = AuditResult.FAILURE
+    code = getattr(response, "problem_code", "") or _problem_code(response)
+    audit_record(
+        event_type=AuditEvent.API_REQUEST, result=result,
+        tenant=integration.tenant if integration else None, integration=integration,
+        actor_user=staff, actor=context.get("client_id", "") if staff is None else "",
+        client_id=context.get("client_id", ""), request_id=request.request_id,
+        source_ip=getattr(request, "scp_source_ip", None) or request.META.get("REMOTE_ADDR"),
+        verticals=context.get("verticals", []), status_code=status, error_code=code,
+        details={"method": request.method, "path": request.path[:300], "client_request_id": request.client_request_id,
+                 "latency_ms": round((time.perf_counter() - started) * 1000, 2), **getattr(request, "scp_audit_extra", {})},
+    )
+    request.scp_audited = True
+
+
+def _problem_code(response):
+    if not response.get("Content-Type", "").startswith("application/problem+json"):
+        return ""
+    try:
+        return json.loads(response.content).get("code", "")
+    except (ValueError, AttributeError):
+        return ""

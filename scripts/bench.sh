@@ -20,6 +20,8 @@ export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
 export DJANGO_SETTINGS_MODULE=bench.settings
 # Production settings: DEBUG off and fresh secrets for this run only.
 export DJANGO_DEBUG=false
+# The development realm's portal client secret, declared as such (refused otherwise with DEBUG off).
+export KEYCLOAK_PORTAL_CLIENT_SECRET=scp-portal-dev-secret SCP_BENCH_DEV_REALM=true
 export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
 export DJANGO_SECRET_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export SCP_PSEUDONYM_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"

@@ -3,6 +3,7 @@ PostgreSQL (the test database), Redis and Keycloak (realm `scp`)."""
 import datetime
 
 import pytest
+import redis
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -21,6 +22,19 @@ def _keycloak_is_up():
         requests.get(f"{settings.KEYCLOAK_ISSUER}/.well-known/openid-configuration", timeout=5).raise_for_status()
     except requests.RequestException as exc:
         pytest.exit(f"Keycloak is not reachable at {settings.KEYCLOAK_URL}: run `make services` ({exc})", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_authentication_failure_counters():
+    """Failed authentications are counted per address and window in the real Redis; each test
+    starts with none counted, as its database starts empty."""
+    client = redis.Redis.from_url(settings.SCP_REDIS_URL)
+    try:
+        keys = list(client.scan_iter("scp:authfail:*"))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # Redis is down (an outage test stopped it): nothing is counted either
 
 
 @pytest.fixture

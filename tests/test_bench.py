@@ -20,6 +20,7 @@ def _bench_env():
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SCP_"))},
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DJANGO_DEBUG": "false",
+        "KEYCLOAK_PORTAL_CLIENT_SECRET": "scp-portal-dev-secret", "SCP_BENCH_DEV_REALM": "true",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "SCP_PSEUDONYM_KEY": secrets.token_urlsafe(32),

@@ -19,6 +19,7 @@ def test_production_settings_pass_check_deploy():
         "DJANGO_ALLOWED_HOSTS": "scp.example",
         "SCP_PSEUDONYM_KEY": secrets.token_urlsafe(32),
         "SCP_AUDIT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "KEYCLOAK_PORTAL_CLIENT_SECRET": secrets.token_urlsafe(32),
     }
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=settings.BASE_DIR, env=env, capture_output=True, text=True)
@@ -32,6 +33,49 @@ def test_production_refuses_to_start_without_its_secrets():
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_every_development_secret_and_names_it():
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SCP_", "KEYCLOAK_PORTAL"))},
+        "DJANGO_SETTINGS_MODULE": "scp_portal.settings", "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "dev-insecure-secret-key-change-me", "SCP_PSEUDONYM_KEY": "dev-pseudonym-key",
+        "SCP_AUDIT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "KEYCLOAK_PORTAL_CLIENT_SECRET": "scp-portal-dev-secret", "SCP_BENCH_DEV_REALM": "true",
+        "KEYCLOAK_URL": "https://auth.scp.example",  # the benchmark's exception is for loopback only
+    }
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "KEYCLOAK_PORTAL_CLIENT_SECRET, SCP_PSEUDONYM_KEY, SECRET_KEY" in result.stderr
+
+
+def test_the_build_context_holds_no_secret_data_or_local_database(tmp_path):
+    """What `docker build` would send (docker-py's own reading of .dockerignore) leaves out
+    secrets, data folders, local databases and the developer's environment."""
+    from docker.utils.build import exclude_paths
+
+    root = Path(settings.BASE_DIR)
+    planted = ["docker/secrets/keycloak_portal_secret", "var/imports/x.csv", "var/exports/exchange/y.ndjson",
+               "db.sqlite3", "media/z.bin", ".env", "artifacts/bench/bench.json", "scp.key"]
+    made = []
+    for name in planted:
+        path = root / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("secret")
+            made.append(path)
+    try:
+        patterns = [line.strip() for line in (root / ".dockerignore").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+        sent = exclude_paths(str(root), patterns, dockerfile="docker/Dockerfile")
+    finally:
+        for path in made:
+            path.unlink()
+    folders = (".git/", ".venv/", ".services/", "var/", "media/", "artifacts/", "docker/secrets/")
+    leaked = sorted(set(planted) & sent | {name for name in sent if name.startswith(folders)})
+    assert not leaked, leaked
+    assert "manage.py" in sent and "docker/Dockerfile" in sent and "scp_portal/settings/base.py" in sent
 
 
 def _compose():

@@ -2,25 +2,17 @@
 before any handler runs, and one audit record per response, allowed or denied."""
 import time
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
-from audit.services import (
-    AuditEvent,
-    AuditResult,
-    IncidentKind,
-    IncidentSeverity,
-    audit_record,
-    incident_open,
-)
+from audit.services import AuditEvent, AuditResult, audit_record
 from scp_portal.metrics import observe_request
 from scp_portal.problems import ApiError
 
-from .. import controls, policy, ratelimit
+from .. import controls, policy
 from ..authentication import IntegrationTokenAuthentication
 from ..scope import DataScope
 from ..serializers import (
@@ -112,14 +104,16 @@ class GovernedAPIView(APIView):
 
 
 def _audit_request(request, response):
-    audit = request._request.scp_audit
-    integration = audit.get("integration")
     status = response.status_code
     if status == 401:
-        _count_authentication_failure(audit.get("source_ip"), getattr(request._request, "request_id", ""))
+        return  # left to the API guard: counted per source address, recorded once a window
+    django_request = request._request
+    django_request.scp_audited = True
+    audit = django_request.scp_audit
+    integration = audit.get("integration")
     if status < 400:
         result = AuditResult.SUCCESS
-    elif status in (401, 403, 429):
+    elif status in (403, 429):
         result = AuditResult.DENIED
     else:
         result = AuditResult.FAILURE
@@ -134,7 +128,7 @@ def _audit_request(request, response):
         integration=integration,
         actor=audit.get("client_id", ""),
         client_id=audit.get("client_id", ""),
-        request_id=getattr(request._request, "request_id", ""),
+        request_id=getattr(django_request, "request_id", ""),
         source_ip=audit.get("source_ip") or request.META.get("REMOTE_ADDR"),
         verticals=audit["verticals"],
         status_code=status,
@@ -144,20 +138,7 @@ def _audit_request(request, response):
             "path": request.path,
             "token": audit.get("token", {}),
             "latency_ms": round(elapsed * 1000, 2),
+            **({"client_request_id": django_request.client_request_id} if getattr(django_request, "client_request_id", "") else {}),
             **audit["details"],
         },
     )
-
-
-def _count_authentication_failure(source_ip, request_id):
-    """§10: repeated authentication failures from one address open an incident (once a window)."""
-    try:
-        failures, _ = ratelimit.count(f"authfail:{source_ip}")
-    except ApiError:
-        return  # the counter is down: the request itself was already refused
-    if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
-        incident_open(
-            kind=IncidentKind.AUTHENTICATION_FAILURES, severity=IncidentSeverity.MEDIUM,
-            summary=f"{failures} failed authentications from {source_ip} within a minute",
-            request_id=request_id, details={"source_ip": source_ip},
-        )

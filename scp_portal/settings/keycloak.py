@@ -1,4 +1,5 @@
 """Keycloak: the realm that issues partner machine tokens and staff logins."""
+from .base import DEBUG
 from .envtools import env, env_int
 
 KEYCLOAK_URL = env("KEYCLOAK_URL", "http://127.0.0.1:8180").rstrip("/")
@@ -10,7 +11,8 @@ KEYCLOAK_TOKEN_URL = f"{KEYCLOAK_ISSUER}/protocol/openid-connect/token"
 # The portal's confidential client: staff login and, through its service account,
 # provisioning of the integrations' machine clients.
 KEYCLOAK_PORTAL_CLIENT_ID = env("KEYCLOAK_PORTAL_CLIENT_ID", "scp-portal")
-KEYCLOAK_PORTAL_CLIENT_SECRET = env("KEYCLOAK_PORTAL_CLIENT_SECRET", "scp-portal-dev-secret")
+KEYCLOAK_PORTAL_CLIENT_SECRET = (env("KEYCLOAK_PORTAL_CLIENT_SECRET", "scp-portal-dev-secret") if DEBUG
+                                 else env("KEYCLOAK_PORTAL_CLIENT_SECRET"))
 
 # Audience every partner token must carry, and the lifetime of their access tokens.
 KEYCLOAK_EXCHANGE_AUDIENCE = env("KEYCLOAK_EXCHANGE_AUDIENCE", "scp-exchange")
