@@ -14,7 +14,8 @@ _jwks_client = None
 def _jwks():
     global _jwks_client
     if _jwks_client is None:
-        _jwks_client = jwt.PyJWKClient(settings.KEYCLOAK_JWKS_URL, cache_keys=True, lifespan=3600, timeout=5)
+        _jwks_client = jwt.PyJWKClient(settings.KEYCLOAK_JWKS_URL, cache_keys=True, lifespan=3600, timeout=5,
+                                         cooldown_duration=30)
     return _jwks_client
 
 

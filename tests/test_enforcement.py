@@ -250,3 +250,22 @@ def test_role_assignments_connectors_and_tenant_settings_are_audited_with_histor
     assert client.post(reverse("admin:lifecycle_roleassignment_add"),
                        {"user": staff["ke-admin"].pk, "role": Role.ROOT}).status_code == 403
     assert not RoleAssignment.objects.filter(user=staff["ke-admin"], role=Role.ROOT).exists()
+
+
+# --- staff tokens ------------------------------------------------------------------------------
+
+
+def test_the_governance_api_takes_only_staff_access_tokens_issued_for_it(api, staff, partner, settings):
+    import requests
+
+    from .conftest import user_token
+
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {user_token('ke-admin')}")
+    assert api.get("/api/v1/governance/integrations/").status_code == 200
+    grant = requests.post(settings.KEYCLOAK_TOKEN_URL, data={
+        "grant_type": "password", "client_id": "scp-cli", "username": "ke-admin", "password": "ke-admin", "scope": "openid",
+    }, timeout=10).json()
+    for token in (grant["id_token"], grant["refresh_token"], partner.token):  # not staff access tokens for this API
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        response = api.get("/api/v1/governance/integrations/")
+        assert response.status_code == 401 and response.json()["code"] == "token_invalid"

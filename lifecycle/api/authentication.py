@@ -1,5 +1,6 @@
 """Staff authentication for the governance API: a Keycloak user token of the `scp` realm
 (from `scp-portal` or, in dev/test, `scp-cli`), verified locally and mapped to a portal user."""
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authentication import BaseAuthentication
 
@@ -13,8 +14,10 @@ class StaffTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         if "HTTP_AUTHORIZATION" not in request.META:
             return None  # let session authentication (the portal) have a go
-        claims = tokens.verify(tokens.bearer_token(request))
-        if claims.get("azp") not in STAFF_CLIENTS or not claims.get("preferred_username"):
+        # An access token (not an ID or refresh token) issued for the governance API: a token
+        # of another audience, a partner's included, is no staff credential.
+        claims = tokens.verify(tokens.bearer_token(request), audience=settings.KEYCLOAK_GOVERNANCE_AUDIENCE)
+        if claims.get("typ") != "Bearer" or claims.get("azp") not in STAFF_CLIENTS or not claims.get("preferred_username"):
             raise ApiError(401, "token_invalid", "The token is not a staff user token of the portal.")
         user = get_user_model().objects.filter(username=claims["preferred_username"], is_active=True).first()
         if user is None:

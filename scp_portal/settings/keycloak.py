@@ -16,6 +16,8 @@ KEYCLOAK_PORTAL_CLIENT_SECRET = (env("KEYCLOAK_PORTAL_CLIENT_SECRET", "scp-porta
 
 # Audience every partner token must carry, and the lifetime of their access tokens.
 KEYCLOAK_EXCHANGE_AUDIENCE = env("KEYCLOAK_EXCHANGE_AUDIENCE", "scp-exchange")
+# Staff access tokens for the governance API carry this audience (the realm's audience mapper).
+KEYCLOAK_GOVERNANCE_AUDIENCE = env("KEYCLOAK_GOVERNANCE_AUDIENCE", "scp-governance")
 KEYCLOAK_INTEGRATION_TOKEN_LIFESPAN = env_int("KEYCLOAK_INTEGRATION_TOKEN_LIFESPAN", 300)
 KEYCLOAK_TIMEOUT_SECONDS = env_int("KEYCLOAK_TIMEOUT_SECONDS", 10)
 # Clock skew tolerated when checking a token's exp / nbf / iat.
