@@ -3,11 +3,8 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from lifecycle.roles import roles_of
-from scp_portal.problems import PermissionDeniedError
 
 from .export import export_chain
 from .models import AuditExportJob, ExportStatus
@@ -19,22 +16,6 @@ def job_dir(job):
 
 def job_zip(job):
     return Path(settings.SCP_EXPORT_DIR) / f"audit-{job.tenant.code}-{job.pk}.zip"
-
-
-def may_export(user, tenant):
-    roles = roles_of(user)
-    return roles.sees_everything or tenant.pk in roles.admin_tenants
-
-
-def export_request(*, actor, tenant, since=None, until=None):
-    """Queue an export; the task starts after the job row is committed."""
-    if not may_export(actor, tenant):
-        raise PermissionDeniedError("You may not export this tenant's audit trail.")
-    job = AuditExportJob.objects.create(tenant=tenant, since=since, until=until, requested_by=actor)
-    from .tasks import run_audit_export_task
-
-    transaction.on_commit(lambda: run_audit_export_task.delay(job.pk))
-    return job
 
 
 def run_export_job(job_id):

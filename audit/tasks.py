@@ -1,26 +1,24 @@
 """Celery tasks of the audit trail."""
 from celery import shared_task
 
+from scp_core.models import Tenant
+
+from .chain import seal_all
+from .portal_exports import run_export_job
+from .retention import purge_tenant
+
 
 @shared_task
 def seal_audit_task():
-    from .chain import seal_all
-
     return seal_all()
 
 
 @shared_task
 def purge_audit_task():
-    from scp_core.models import Tenant
-
-    from .retention import purge_tenant
-
     return {t.code: purge_tenant(t) for t in Tenant.objects.filter(audit_retention_days__isnull=False)}
 
 
 @shared_task
 def run_audit_export_task(job_id):
     """Run one portal-requested export: claim it, export with progress, zip it."""
-    from .portal_exports import run_export_job
-
     return run_export_job(job_id)

@@ -4,7 +4,7 @@ audit. The benchmark seeds a tenant in which every person consents, so both serv
 The tenant comes as its id (the governed path has it from the integration, joined in)."""
 from django.http import JsonResponse
 
-from scp_core.demo import HEALTH_READ_FIELDS
+from lifecycle.demo import HEALTH_READ_FIELDS
 from scp_core.models import Person
 
 _FIELDS = list(HEALTH_READ_FIELDS)

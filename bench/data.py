@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 
 from lifecycle import keycloak, services
 from registry.models import Integration, IntegrationTemplate, Partner, RateLimitPolicy
-from scp_core.demo import seed_persons, seed_reference_data
+from lifecycle.demo import seed_persons, seed_reference_data
 from scp_core.models import ConsentStatus, Person, Tenant, Vertical
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 TENANT, VERTICAL = "ke", "health"
 

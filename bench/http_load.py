@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 
 from scp_core.models import ConsentStatus, Person
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .data import VERTICAL, regrant, staff
 

@@ -6,4 +6,4 @@ class ExchangeConfig(AppConfig):
     verbose_name = "Partner exchange API"
 
     def ready(self):
-        from scp_portal import schema  # noqa: F401 -- registers the OpenAPI auth schemes
+        from . import receivers, schema  # noqa: F401 -- connect the signal receivers, register the auth scheme

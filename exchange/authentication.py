@@ -7,10 +7,9 @@ from functools import cached_property
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
+from lifecycle import tokens
 from registry.models import Integration
-from scp_portal.problems import ApiError
-
-from . import tokens
+from scp_core.errors import ApiError
 
 
 @dataclass

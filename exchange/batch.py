@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, audit_record
 from scp_core.models import VerticalRecord
-from scp_portal.metrics import count_batch_rows
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
+from .metrics import count_batch_rows
 from .models import ImportJob, ImportRowError, ImportStatus
 from .scope import DataScope
 from .validation import validator_for

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.models import VerticalRecord
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .batch import cast_cell, uuid_or_none
 from .models import Connector, ConnectorStatus

@@ -3,17 +3,16 @@
 Client address and certificate come from the TLS terminator (nginx) in headers, which are
 believed only when the connection itself comes from a configured trusted proxy.
 """
-import hashlib
 import hmac
 import ipaddress
-import secrets
 from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from django.conf import settings
 
-from scp_portal.problems import ApiError
+from registry.credentials import hash_api_key
+from scp_core.errors import ApiError
 
 API_KEY_HEADER = "HTTP_X_API_KEY"
 
@@ -38,16 +37,6 @@ def check_ip_allowlist(integration, ip):
         address = None
     if address is None or not any(address in ipaddress.ip_network(cidr, strict=False) for cidr in integration.ip_allowlist):
         raise ApiError(403, "ip_not_allowed", "Requests from this address are not allowed for this integration.")
-
-
-def hash_api_key(key):
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_api_key():
-    """A fresh API key and the (prefix, hash) stored for it; the key itself is never stored."""
-    key = "scpk_" + secrets.token_urlsafe(32)
-    return key, key[:12], hash_api_key(key)
 
 
 def check_api_key(integration, request):

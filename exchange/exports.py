@@ -12,9 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, audit_record
-from scp_portal.metrics import count_batch_rows
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
+from .metrics import count_batch_rows
 from .models import ExportJob, ImportStatus
 from .scope import DataScope
 

@@ -5,7 +5,7 @@ import re
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
 from registry.models import IntegrationStatus
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from . import controls, ratelimit, scope
 

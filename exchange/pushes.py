@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from scp_core.models import Vertical, VerticalRecord
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .events import emit
 from .models import EventType, IdempotencyRecord

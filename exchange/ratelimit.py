@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 _client = None
 _local_counts = {}
@@ -50,13 +50,6 @@ def count(name, now=None):
     with _local_lock:  # embedded default only: one process, no Redis
         _local_counts[key] = _local_counts.get(key, 0) + 1
         return _local_counts[key], reset
-
-
-def peek(name, now=None):
-    """(count in the current window so far, seconds until it resets), without counting."""
-    now = now or time.time()
-    key = f"scp:{name}:{int(now // WINDOW_SECONDS)}"
-    return _get(key), WINDOW_SECONDS - int(now % WINDOW_SECONDS)
 
 
 def previous_window(name, now=None):

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from registry.models import SERVING_STATES, IntegrationStatus
 from scp_core.models import Consent, Person, VerticalRecord
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .masking import minimize
 

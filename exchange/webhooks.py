@@ -20,10 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
-from scp_portal.metrics import count_webhook
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .events import body_of, visible_to
+from .metrics import count_webhook
 from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is immediate).

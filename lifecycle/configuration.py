@@ -7,7 +7,7 @@ from django.forms.models import model_to_dict
 
 from audit.services import AuditEvent, audit_record
 from registry.models import Integration
-from scp_portal.problems import ValidationFailedError
+from scp_core.errors import ValidationFailedError
 
 from .models import RoleAssignment
 from .permissions import require

@@ -18,7 +18,7 @@ ROOT operates the platform but takes no data-access decision (review, approve, r
 Auditors only read. Separation of duties: whoever created or submitted a request cannot
 review or approve it, and a reviewer cannot also approve it.
 """
-from scp_portal.problems import PermissionDeniedError
+from scp_core.errors import PermissionDeniedError
 
 from .roles import roles_of
 

@@ -10,14 +10,13 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.services import AuditEvent, audit_record
-from exchange.controls import new_api_key
-from exchange.events import emit
-from exchange.models import EventType
+from registry.credentials import new_api_key
 from registry.models import Integration, ReviewDecision, VerticalReview
-from scp_portal.problems import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
+from scp_core.errors import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
 
 from . import keycloak
 from .permissions import require
+from .signals import integration_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +116,7 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
             verticals=locked.vertical_codes(),
             details={"action": action, "before": before, "after": locked.status, "reason": reason, **(details or {})},
         )
-        emit(
-            event_type=EventType.INTEGRATION_STATUS_CHANGED, tenant=locked.tenant, integration=locked,
-            data={"integration_id": str(locked.pk), "before": before, "after": locked.status},
-        )
+        integration_status_changed.send(sender=Integration, integration=locked, before=before, after=locked.status)
     return locked
 
 

@@ -1,7 +1,11 @@
 """Celery tasks of the lifecycle: they take ids and call services."""
 from celery import shared_task
+from django.utils import timezone
+
+from registry.models import Integration
 
 from . import keycloak
+from .services import integration_expire, integration_sync_client
 
 
 @shared_task(
@@ -11,20 +15,12 @@ from . import keycloak
     max_retries=None,
 )
 def sync_keycloak_client_task(integration_id):
-    from .services import integration_sync_client
-
     integration_sync_client(integration_id)
 
 
 @shared_task
 def expire_integrations_task():
     """Move every integration past its `active_until` out of service, with the reason recorded."""
-    from django.utils import timezone
-
-    from registry.models import Integration
-
-    from .services import integration_expire
-
     now = timezone.now()
     expired = Integration.objects.serving().filter(active_until__lte=now).values_list("pk", flat=True)
     for pk in expired:

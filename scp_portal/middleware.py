@@ -55,8 +55,8 @@ def _body_limit(request):
 class ApiGuardMiddleware:
     """Under /api/: a body over the limit is refused from its Content-Length before anything
     reads it (413); unmatched URLs and unhandled exceptions answer in problem+json, never HTML;
-    failed authentications are counted per source address and, past a limit, refused with 429
-    before any token work; and every response under /api/v1/ leaves exactly one audit record
+    failed authentications are counted per source address and, past a limit, answered with
+    429; and every response under /api/v1/ leaves exactly one audit record
     (the exchange views write their own, richer one; this writes it for every other response,
     500s included), except that an address's unauthenticated failures leave one per window."""
 
@@ -68,11 +68,12 @@ class ApiGuardMiddleware:
             return self.get_response(request)
         started = time.perf_counter()
         request.scp_audited = False
-        response = self._refuse_oversized(request) or self._throttled(request) or self.get_response(request)
+        request.scp_source_ip = controls.client_ip(request)
+        response = self._refuse_oversized(request) or self.get_response(request)
         if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/problem+json"):
             response = problem_response(request, status_code=404, code="not_found", detail="Not found.")
         if response.status_code == 401:
-            self._count_authentication_failure(request)
+            response = self._count_authentication_failure(request, response)
         if request.path.startswith(_AUDITED_PREFIX) and not request.scp_audited:
             _audit_fallback(request, response, started)
         return response
@@ -99,33 +100,18 @@ class ApiGuardMiddleware:
                                 detail=f"The body may be at most {limit} bytes, with a Content-Length.")
 
     @staticmethod
-    def _throttled(request):
-        """An address past its limit of failed authentications in this window is refused at
-        once (no token is verified, nothing else is read)."""
-        request.scp_source_ip = controls.client_ip(request)
-        try:
-            failures, reset = ratelimit.peek(f"authfail:{request.scp_source_ip}")
-        except ApiError:
-            return None  # the counter is down: authentication itself still decides
-        if failures < settings.SCP_AUTH_FAILURE_LIMIT:
-            return None
-        request.scp_audited = True  # counted, not recorded one by one (see _count_authentication_failure)
-        ratelimit.count(f"authfail:{request.scp_source_ip}")
-        response = problem_response(request, status_code=429, code="rate_limited",
-                                    detail="Too many failed authentications from this address; retry later.")
-        response["Retry-After"] = str(reset)
-        return response
-
-    @staticmethod
-    def _count_authentication_failure(request):
-        """§10: repeated failures from one address open an incident (once a window); only the
-        first failure of a window is audited, carrying the count of the window before it."""
+    def _count_authentication_failure(request, response):
+        """§10: failed authentications are counted per source address and window. Past
+        SCP_AUTH_FAILURE_LIMIT the address is answered 429 until the window ends (counted only
+        when authentication fails, so a valid request pays nothing for it); at the threshold an
+        incident opens; only the first failure of a window is audited, carrying the count of the
+        window before it."""
         source_ip = request.scp_source_ip
         try:
-            failures, _reset = ratelimit.count(f"authfail:{source_ip}")
-            previous = ratelimit.previous_window(f"authfail:{source_ip}")
+            failures, reset = ratelimit.count(f"authfail:{source_ip}")
+            previous = ratelimit.previous_window(f"authfail:{source_ip}") if failures == 1 else None
         except ApiError:
-            return  # the counter is down: the request itself was already refused
+            return response  # the counter is down: the request was refused anyway
         request.scp_audited = request.scp_audited or failures > 1
         request.scp_audit_extra = {"authentication_failures": {"window": "1 min", "previous_window": previous}}
         if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
@@ -134,6 +120,12 @@ class ApiGuardMiddleware:
                 summary=f"{failures} failed authentications from {source_ip} within a minute",
                 request_id=request.request_id, details={"source_ip": source_ip},
             )
+        if failures <= settings.SCP_AUTH_FAILURE_LIMIT:
+            return response
+        throttled = problem_response(request, status_code=429, code="rate_limited",
+                                     detail="Too many failed authentications from this address; retry later.")
+        throttled["Retry-After"] = str(reset)
+        return throttled
 
 
 def _audit_fallback(request, response, started):

@@ -1,7 +1,11 @@
 """RFC 9457 problem details: the one error shape of every API response that is not 2xx."""
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
+
+from registry.models import ImmutableError
+from scp_core.errors import ApiError, InvalidTransitionError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -19,17 +23,6 @@ _TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
-
-
-class ApiError(exceptions.APIException):
-    """An error with a contract code; raise it anywhere below a view to answer with a problem."""
-
-    def __init__(self, status_code, code, detail, errors=None, headers=None):
-        self.status_code = status_code
-        self.code = code
-        self.errors = errors or []
-        self.headers = headers or {}
-        super().__init__(detail=detail, code=code)
 
 
 def problem_body(*, status_code, code, detail, request_id, errors=None):
@@ -101,11 +94,6 @@ def _flatten(detail, prefix=""):
 
 def exception_handler(exc, context):
     """DRF exception handler: every handled error becomes application/problem+json."""
-    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-    from django.http import Http404
-
-    from registry.models import ImmutableError
-
     if isinstance(exc, ImmutableError):
         exc = InvalidTransitionError(str(exc))
     elif isinstance(exc, Http404):
@@ -129,27 +117,4 @@ def exception_handler(exc, context):
     return response
 
 
-__all__ = ["ApiError", "PROBLEM_CONTENT_TYPE", "exception_handler", "problem_response"]
-
-
-# --- domain errors raised by services and mapped to problems by the handler above ---------
-
-
-class PermissionDeniedError(ApiError):
-    def __init__(self, detail="You may not take this action.", code="permission_denied"):
-        super().__init__(403, code, detail)
-
-
-class InvalidTransitionError(ApiError):
-    def __init__(self, detail):
-        super().__init__(409, "invalid_transition", detail)
-
-
-class ValidationFailedError(ApiError):
-    def __init__(self, detail, errors=None):
-        super().__init__(422, "validation_error", detail, errors=errors)
-
-
-class UpstreamUnavailableError(ApiError):
-    def __init__(self, detail):
-        super().__init__(503, "upstream_unavailable", detail)
+__all__ = ["PROBLEM_CONTENT_TYPE", "exception_handler", "problem_response"]

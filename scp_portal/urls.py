@@ -5,10 +5,10 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 
-from audit.monitoring_views import compliance_view, monitoring_view
 from exchange.authentication import IntegrationTokenAuthentication
 
 from .metrics import metrics_view
+from .monitoring_views import compliance_view, monitoring_view
 
 admin.site.site_header = "SCP Integration Layer"
 admin.site.site_title = "SCP Integration Layer portal"

@@ -20,4 +20,6 @@ cd "$ROOT_DIR"
 "$VENV_DIR/bin/python" manage.py check
 "$VENV_DIR/bin/python" manage.py makemigrations --check --dry-run >/dev/null \
   || die "models and migrations disagree: run manage.py makemigrations"
+# The apps import one way (.importlinter): core data, audit, registry, lifecycle, exchange, portal.
+"$VENV_DIR/bin/lint-imports" --no-cache || die "an import breaks the layers of .importlinter"
 exec "$VENV_DIR/bin/pytest" "$@"

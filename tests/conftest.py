@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from lifecycle import keycloak
-from scp_core.demo import seed_reference_data
+from lifecycle.demo import seed_reference_data
 from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical
 
 

@@ -5,8 +5,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord
 from scp_core.models import Consent, ConsentStatus, Person
-from scp_core.services import consent_record
-from scp_portal.problems import PermissionDeniedError
+from lifecycle.consent import consent_record
+from scp_core.errors import PermissionDeniedError
 
 from .conftest import make_person
 

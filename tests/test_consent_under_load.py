@@ -8,7 +8,7 @@ import requests
 from django.utils import timezone
 
 from scp_core.models import ConsentStatus, Person
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import make_person
 from .exchange_helpers import activate

@@ -3,7 +3,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from exchange.validation import ContractValidator, validator_for
-from scp_core.demo import IMMUNIZATION_SCHEMA
+from lifecycle.demo import IMMUNIZATION_SCHEMA
 
 ROWS = [
     {"vaccine": "OPV", "dose": 2, "date": "2026-05-17"},

@@ -16,7 +16,7 @@ from exchange.events import emit
 from exchange.models import Delivery, DeliveryStatus, EventType, ExportJob, ImportJob, Subscription
 from registry.models import Integration, IntegrationStatus
 from scp_core.models import ConsentStatus, VerticalRecord
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import make_person
 from .exchange_helpers import activate

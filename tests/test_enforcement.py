@@ -15,7 +15,7 @@ from lifecycle import services
 from lifecycle.models import Role, RoleAssignment
 from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner
 from scp_core.models import Consent, ConsentStatus, Tenant, VerticalRecord
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import client_token, make_person
 from .exchange_helpers import activate

@@ -12,7 +12,7 @@ from exchange.connectors import connector_run
 from exchange.exports import expire_exports, run_export
 from exchange.models import Connector, ConnectorStatus, ExportJob
 from scp_core.models import ConsentStatus, VerticalRecord
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import make_person
 from .exchange_helpers import activate

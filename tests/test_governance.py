@@ -11,8 +11,8 @@ from lifecycle import services
 from lifecycle.models import Role, RoleAssignment
 from lifecycle.tasks import expire_integrations_task
 from registry.models import DataContractVersion, ImmutableError, Integration, IntegrationStatus, IntegrationTemplate, Partner
-from registry.services import template_revise, template_vet
-from scp_portal.problems import InvalidTransitionError, PermissionDeniedError
+from lifecycle.curation import template_revise, template_vet
+from scp_core.errors import InvalidTransitionError, PermissionDeniedError
 
 from .governance_helpers import new_draft, run_action, walk_to
 

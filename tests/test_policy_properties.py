@@ -12,7 +12,7 @@ from exchange.disclosure import hidden_cells, protect
 from exchange.masking import REDACTED, mask
 from lifecycle import services
 from registry.models import DataContract, DataContractVersion, Partner
-from scp_core.demo import seed_reference_data
+from lifecycle.demo import seed_reference_data
 from scp_core.models import Tenant, Vertical
 
 GROUPS = ["a", "b", "c", "d"]

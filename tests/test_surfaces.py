@@ -20,7 +20,7 @@ from audit.models import AuditEvent, AuditExportJob, AuditRecord, Incident, Inci
 from audit.services import audit_record
 from exchange.models import Connector, Delivery, Event, EventType, ExportJob, ImportJob, Subscription
 from lifecycle import services
-from lifecycle.admin import ACTIONS
+from lifecycle.actions import ACTIONS
 from lifecycle.models import RoleAssignment
 from registry.models import (
     DataContract,
@@ -30,7 +30,7 @@ from registry.models import (
     RateLimitPolicy,
 )
 from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical, VerticalRecord
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import make_person
 from .exchange_helpers import activate

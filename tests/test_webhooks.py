@@ -10,7 +10,7 @@ from audit.models import Incident, IncidentKind
 from exchange import webhooks
 from exchange.models import Delivery, DeliveryStatus, Subscription
 from scp_core.models import ConsentStatus
-from scp_core.services import consent_record
+from lifecycle.consent import consent_record
 
 from .conftest import make_person
 from .exchange_helpers import activate

@@ -9,11 +9,11 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
 from audit.services import AuditEvent, AuditResult, audit_record
-from scp_portal.metrics import observe_request
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .. import controls, policy
 from ..authentication import IntegrationTokenAuthentication
+from ..metrics import observe_request
 from ..scope import DataScope
 from ..serializers import (
     ProblemSerializer,

@@ -10,7 +10,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from scp_core.models import Vertical
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .. import batch, exports
 from ..models import ExportJob, ImportJob

@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 from .. import events as events_module
 from .. import webhooks

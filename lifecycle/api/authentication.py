@@ -4,8 +4,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authentication import BaseAuthentication
 
-from exchange import tokens
-from scp_portal.problems import ApiError
+from .. import tokens
+from scp_core.errors import ApiError
 
 STAFF_CLIENTS = {"scp-portal", "scp-cli"}
 

@@ -10,21 +10,13 @@ from rest_framework.views import APIView
 
 from registry.models import Integration
 from scp_core.models import Person
-from scp_core.services import consent_record
-from scp_portal.problems import ApiError
+from lifecycle.consent import consent_record
+from scp_core.errors import ApiError
 
-from .. import services
+from .. import actions, services
 from ..roles import roles_of
 from .authentication import StaffTokenAuthentication
-from .serializers import (
-    ApproveSerializer,
-    ConsentChangeSerializer,
-    DeprecateSerializer,
-    IntegrationCreateSerializer,
-    IntegrationSerializer,
-    ReasonSerializer,
-    ReviewSerializer,
-)
+from .serializers import ConsentChangeSerializer, IntegrationCreateSerializer, IntegrationSerializer
 
 
 class GovernanceView(APIView):
@@ -61,51 +53,20 @@ class IntegrationDetailView(GovernanceView):
         return Response(IntegrationSerializer(integration).data)
 
 
-def _without_body(service):
-    def run(integration, user, data, request_id):
-        return service(integration=integration, actor=user, request_id=request_id)
-
-    return run
-
-
-def _with_body(service, serializer_class):
-    def run(integration, user, data, request_id):
-        body = serializer_class(data=data)
-        body.is_valid(raise_exception=True)
-        return service(integration=integration, actor=user, request_id=request_id, **body.validated_data)
-
-    return run
-
-
-ACTIONS = {
-    "submit": _without_body(services.integration_submit),
-    "review": _with_body(services.integration_review, ReviewSerializer),
-    "approve": _with_body(services.integration_approve, ApproveSerializer),
-    "reject": _with_body(services.integration_reject, ReasonSerializer),
-    "activate": _without_body(services.integration_activate),
-    "restrict": _with_body(services.integration_restrict, ReasonSerializer),
-    "suspend": _with_body(services.integration_suspend, ReasonSerializer),
-    "reinstate": _with_body(services.integration_reinstate, ReasonSerializer),
-    "deprecate": _with_body(services.integration_deprecate, DeprecateSerializer),
-    "archive": _with_body(services.integration_archive, ReasonSerializer),
-    "rotate-secret": _without_body(services.integration_rotate_secret),
-}
-
-
 class IntegrationActionView(GovernanceView):
     @extend_schema(
         operation_id="governance_integrations_action",
         request=OpenApiTypes.OBJECT,
         responses=IntegrationSerializer,
-        description="Take one lifecycle action: " + ", ".join(ACTIONS) + ". `activate` and `rotate-secret` "
+        description="Take one lifecycle action: " + ", ".join(actions.ACTIONS) + ". `activate` and `rotate-secret` "
         "answer with `client_id` and `client_secret`, shown once.",
     )
     def post(self, request, integration_id, action):
-        run = ACTIONS.get(action)
-        if run is None:
+        if action not in actions.ACTIONS:
             raise ApiError(404, "not_found", f"Unknown action '{action}'.")
         integration = get_object_or_404(self.visible_integrations(), pk=integration_id)
-        outcome = run(integration, request.user, request.data, request._request.request_id)
+        outcome = actions.take(action, integration=integration, actor=request.user, body=request.data,
+                               request_id=request._request.request_id)
         if isinstance(outcome, tuple):  # activate / rotate-secret: the secret, shown once
             integration, credentials = outcome
             body = {**IntegrationSerializer(integration).data, **credentials}

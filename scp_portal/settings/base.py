@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "lifecycle",
     "audit",
     "exchange",
+    "scp_portal",
 ]
 
 MIDDLEWARE = [

@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand
 
 from exchange import batch, exports
 from registry.models import Integration, IntegrationTemplate, Partner
-from scp_core.demo import seed_persons, seed_reference_data
+from lifecycle.demo import seed_persons, seed_reference_data
 from scp_core.models import Person, Tenant, Vertical
 
 CHILD = """

@@ -4,7 +4,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from scp_core.demo import seed_persons, seed_reference_data
+from lifecycle.demo import seed_persons, seed_reference_data
 from scp_core.models import Person
 
 

@@ -6,7 +6,7 @@ an unknown `kid` (key rotation), so no request calls Keycloak in the steady stat
 import jwt
 from django.conf import settings
 
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
 _jwks_client = None
 

@@ -1,9 +1,9 @@
 from django.contrib import admin
 
 from lifecycle.configuration import tenant_save
-from scp_portal.admin_scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
+from scp_core.models import Consent, Person, Tenant, Vertical, VerticalRecord
 
-from .models import Consent, Person, Tenant, Vertical, VerticalRecord
+from .scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
 
 
 @admin.register(Tenant)
@@ -35,7 +35,7 @@ class PersonAdmin(TenantScopedAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(TenantScopedAdmin, ScopedHistoryAdmin):
-    """Consent changes go through scp_core.services.consent_record (the governance API);
+    """Consent changes go through lifecycle.consent.consent_record (the governance API);
     the admin shows them and their history."""
 
     list_display = ("person", "vertical", "status", "effective_at")

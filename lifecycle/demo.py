@@ -7,10 +7,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from lifecycle.models import RoleAssignment
 from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, PartnerType, RateLimitPolicy
+from scp_core.models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
 
-from .models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
+from .models import RoleAssignment
 
 TENANTS = {"ke": "Kenya", "ug": "Uganda"}
 VERTICALS = {"health": "Health", "education": "Education", "social_protection": "Social protection"}

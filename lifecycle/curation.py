@@ -4,10 +4,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
-from lifecycle.permissions import require
-from scp_portal.problems import InvalidTransitionError
+from registry.models import IntegrationTemplate
+from scp_core.errors import InvalidTransitionError
 
-from .models import IntegrationTemplate
+from .permissions import require
 
 
 def template_revise(*, template, actor, name=None, purpose=None, data_contract=None, verticals=None, request_id=""):

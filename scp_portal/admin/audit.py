@@ -4,11 +4,12 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from audit.models import AuditExportJob, AuditRecord, ExportStatus, Incident
+from audit.portal_exports import job_zip
+from lifecycle.audit_exports import export_request, may_export
 from scp_core.models import Tenant
-from scp_portal.admin_scoping import RoleScopedAdmin, TenantScopedAdmin
 
-from .models import AuditExportJob, AuditRecord, ExportStatus, Incident
-from .portal_exports import export_request, job_zip, may_export
+from .scoping import RoleScopedAdmin, TenantScopedAdmin
 
 
 @admin.register(AuditRecord)

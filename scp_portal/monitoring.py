@@ -6,10 +6,9 @@ from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from audit.models import AuditEvent, AuditRecord, Incident
 from exchange.models import Connector, ConnectorStatus
 from registry.models import DataContractVersion, Integration
-
-from .models import AuditEvent, AuditRecord, Incident
 
 
 def _requests(tenant_ids, integration=None, since=None):

@@ -4,13 +4,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from exchange import webhooks
+from exchange.batch import progress
+from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
 from lifecycle.configuration import connector_save
 from registry.models import Integration
-from scp_portal.admin_scoping import TenantScopedAdmin
 
-from . import webhooks
-from .batch import progress
-from .models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
+from .scoping import TenantScopedAdmin
 
 
 class _TenantScoped(TenantScopedAdmin):

@@ -5,12 +5,12 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from lifecycle.curation import template_revise, template_vet
+from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, RateLimitPolicy
+from scp_core.errors import ApiError
 from scp_core.models import Vertical
-from scp_portal.admin_scoping import RoleScopedAdmin, RootEditableAdmin
-from scp_portal.problems import ApiError
 
-from .models import DataContract, DataContractVersion, IntegrationTemplate, Partner, RateLimitPolicy
-from .services import template_revise, template_vet
+from .scoping import RoleScopedAdmin, RootEditableAdmin
 
 
 @admin.register(Partner)
@@ -63,7 +63,7 @@ class TemplateRevisionForm(forms.Form):
 
 @admin.register(IntegrationTemplate)
 class IntegrationTemplateAdmin(RoleScopedAdmin):
-    """The shared registry. Templates change only by new versions (registry.services)."""
+    """The shared registry. Templates change only by new versions (lifecycle.curation)."""
 
     list_display = ("slug", "version", "name", "data_contract", "vetted_at")
     list_filter = ("slug",)

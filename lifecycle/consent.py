@@ -1,11 +1,12 @@
-"""Writes to the SCP core data that the Integration Layer owns: consent changes."""
+"""Consent changes (spec §4.3): the governed write to the SCP core data the layer guards."""
 from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
-from lifecycle.permissions import require
+from scp_core.models import Consent, ConsentStatus
 
-from .models import Consent, ConsentStatus
+from .permissions import require
+from .signals import consent_withdrawn
 
 
 def consent_record(*, person, vertical, status, actor, effective_at=None, request_id=""):
@@ -46,14 +47,8 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
                 "effective_at": effective_at.isoformat(),
             },
         )
-        if status == ConsentStatus.WITHDRAWN:
-            from exchange.events import emit
-            from exchange.models import EventType
-
-            emit(
-                event_type=EventType.CONSENT_WITHDRAWN, tenant=person.tenant, vertical=vertical, person_id=person.pk,
-                data={"person_id": str(person.pk), "vertical": vertical.code, "effective_at": effective_at.isoformat()},
-            )
+        if status == ConsentStatus.WITHDRAWN:  # announced in the same transaction (exchange's outbox)
+            consent_withdrawn.send(sender=Consent, person=person, vertical=vertical, effective_at=effective_at)
     return consent
 
 

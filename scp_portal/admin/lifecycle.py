@@ -9,42 +9,28 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_fsm import can_proceed
 
+from lifecycle import configuration, services
+from lifecycle import forms as admin_forms
+from lifecycle.actions import ACTIONS
+from lifecycle.models import ReviewRequest, RoleAssignment, SignOffRequest
+from lifecycle.permissions import may
 from registry.models import Integration, IntegrationStatus
-from scp_portal.admin_scoping import RoleScopedAdmin, ScopedHistoryAdmin
-from scp_portal.problems import ApiError
+from scp_core.errors import ApiError
 
-from . import admin_forms, configuration, services
-from .models import ReviewRequest, RoleAssignment, SignOffRequest
-from .permissions import may
+from .scoping import RoleScopedAdmin, ScopedHistoryAdmin
 
 S = IntegrationStatus
-
-# action -> (label, the model's transition method, form class, service, shows a secret)
-ACTIONS = {
-    "submit": ("Submit for review", "submit", admin_forms.ActionForm, services.integration_submit, False),
-    "review": ("Review", "review", admin_forms.ReviewForm, services.integration_review, False),
-    "approve": ("Approve (sign off)", "approve", admin_forms.ApproveForm, services.integration_approve, False),
-    "reject": ("Reject", "reject", admin_forms.RequiredReasonForm, services.integration_reject, False),
-    "activate": ("Activate", "activate", admin_forms.ActionForm, services.integration_activate, True),
-    "restrict": ("Restrict to reads", "restrict", admin_forms.ReasonForm, services.integration_restrict, False),
-    "suspend": ("Suspend", "suspend", admin_forms.ReasonForm, services.integration_suspend, False),
-    "reinstate": ("Reinstate", "reinstate", admin_forms.ReasonForm, services.integration_reinstate, False),
-    "deprecate": ("Deprecate", "deprecate", admin_forms.DeprecateForm, services.integration_deprecate, False),
-    "archive": ("Archive", "archive", admin_forms.ReasonForm, services.integration_archive, False),
-    "rotate-secret": ("Rotate secret", None, admin_forms.ActionForm, services.integration_rotate_secret, True),
-}
-
 
 def available_actions(user, integration):
     """The actions this user may take on this integration now: the buttons to show."""
     out = []
-    for name, (label, method, *_rest) in ACTIONS.items():
-        if method is None:
+    for name, action in ACTIONS.items():
+        if action.transition is None:
             possible = integration.is_serving
         else:
-            possible = can_proceed(getattr(integration, method))
+            possible = can_proceed(getattr(integration, action.transition))
         if possible and _may(user, name, integration):
-            out.append((name, label))
+            out.append((name, action.label))
     return out
 
 
@@ -150,18 +136,19 @@ class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
         integration = get_object_or_404(self.get_queryset(request), pk=object_id)
         if action not in ACTIONS:
             raise PermissionDenied
-        label, _method, form_class, service, shows_secret = ACTIONS[action]
+        spec = ACTIONS[action]
+        label = spec.label
         change_url = reverse("admin:registry_integration_change", args=[integration.pk])
         roles = self.roles(request)
-        form = form_class(request.POST or None, integration=integration, roles=roles)
+        form = spec.form(request.POST or None, integration=integration, roles=roles)
         if request.method == "POST" and form.is_valid():
             try:
-                outcome = service(integration=integration, actor=request.user, request_id=request.request_id,
-                                  **form.cleaned_data)
+                outcome = spec.service(integration=integration, actor=request.user, request_id=request.request_id,
+                                       **form.cleaned_data)
             except ApiError as exc:
                 self.message_user(request, f"{label} refused: {exc.detail}", messages.ERROR)
                 return redirect(change_url)
-            if shows_secret:
+            if spec.shows_secret:
                 integration, credentials = outcome
                 response = TemplateResponse(request, "admin/lifecycle/secret_once.html", {
                     **self.admin_site.each_context(request), "opts": self.opts, "integration": integration,

@@ -1,0 +1,51 @@
+"""The one table of lifecycle actions (spec §6): for each, its label, the model's transition,
+the service that takes it (and checks who may: the action's name is its permission), the
+portal's form and the governance API's body. The admin and the API both read it, so a new
+action is offered by both or by neither."""
+from dataclasses import dataclass
+
+from . import forms, services
+from .api import serializers
+
+
+@dataclass(frozen=True)
+class LifecycleAction:
+    label: str
+    transition: str | None      # the Integration transition method; None: no state change
+    service: object             # lifecycle.services.integration_<action>
+    form: type                  # the portal's form (reason, decision, ...)
+    serializer: type | None     # the API's body; None: no body
+    shows_secret: bool = False  # answers with client credentials, shown once
+
+
+ACTIONS = {
+    "submit": LifecycleAction("Submit for review", "submit", services.integration_submit, forms.ActionForm, None),
+    "review": LifecycleAction("Review", "review", services.integration_review, forms.ReviewForm, serializers.ReviewSerializer),
+    "approve": LifecycleAction("Approve (sign off)", "approve", services.integration_approve, forms.ApproveForm,
+                               serializers.ApproveSerializer),
+    "reject": LifecycleAction("Reject", "reject", services.integration_reject, forms.RequiredReasonForm,
+                              serializers.ReasonSerializer),
+    "activate": LifecycleAction("Activate", "activate", services.integration_activate, forms.ActionForm, None, True),
+    "restrict": LifecycleAction("Restrict to reads", "restrict", services.integration_restrict, forms.ReasonForm,
+                                serializers.ReasonSerializer),
+    "suspend": LifecycleAction("Suspend", "suspend", services.integration_suspend, forms.ReasonForm,
+                               serializers.ReasonSerializer),
+    "reinstate": LifecycleAction("Reinstate", "reinstate", services.integration_reinstate, forms.ReasonForm,
+                                 serializers.ReasonSerializer),
+    "deprecate": LifecycleAction("Deprecate", "deprecate", services.integration_deprecate, forms.DeprecateForm,
+                                 serializers.DeprecateSerializer),
+    "archive": LifecycleAction("Archive", "archive", services.integration_archive, forms.ReasonForm,
+                               serializers.ReasonSerializer),
+    "rotate-secret": LifecycleAction("Rotate secret", None, services.integration_rotate_secret, forms.ActionForm, None, True),
+}
+
+
+def take(name, *, integration, actor, body, request_id=""):
+    """Take action `name` through its service, with `body` validated by the API's serializer."""
+    action = ACTIONS[name]
+    data = {}
+    if action.serializer is not None:
+        serializer = action.serializer(data=body)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+    return action.service(integration=integration, actor=actor, request_id=request_id, **data)
