@@ -48,7 +48,7 @@ _AUDITED_PREFIX = "/api/v1/"
 
 def _body_limit(request):
     if request.method == "POST" and request.path == "/api/v1/imports/":
-        return settings.SCP_MAX_IMPORT_BYTES
+        return settings.SCP_MAX_IMPORT_BYTES + 1024 * 1024  # the file, and its multipart envelope
     return settings.SCP_MAX_API_BODY_BYTES
 
 
@@ -72,8 +72,8 @@ class ApiGuardMiddleware:
         response = self._refuse_oversized(request) or self.get_response(request)
         if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/problem+json"):
             response = problem_response(request, status_code=404, code="not_found", detail="Not found.")
-        if response.status_code == 401:
-            response = self._count_authentication_failure(request, response)
+        if 400 <= response.status_code < 500 and not _authenticated(request):
+            response = self._count_anonymous_failure(request, response)
         if request.path.startswith(_AUDITED_PREFIX) and not request.scp_audited:
             _audit_fallback(request, response, started)
         return response
@@ -100,12 +100,13 @@ class ApiGuardMiddleware:
                                 detail=f"The body may be at most {limit} bytes, with a Content-Length.")
 
     @staticmethod
-    def _count_authentication_failure(request, response):
-        """§10: failed authentications are counted per source address and window. Past
+    def _count_anonymous_failure(request, response):
+        """§10: refusals of requests that no one authenticated for (a bad or missing token, an
+        unknown URL, an oversized body) are counted per source address and window. Past
         SCP_AUTH_FAILURE_LIMIT the address is answered 429 until the window ends (counted only
-        when authentication fails, so a valid request pays nothing for it); at the threshold an
-        incident opens; only the first failure of a window is audited, carrying the count of the
-        window before it."""
+        when a request fails, so a valid one pays nothing for it); at the threshold an incident
+        opens; only the first refusal of a window is audited, carrying the count of the window
+        before it, so a flood cannot fill the append-only audit log."""
         source_ip = request.scp_source_ip
         try:
             failures, reset = ratelimit.count(f"authfail:{source_ip}")
@@ -113,11 +114,11 @@ class ApiGuardMiddleware:
         except ApiError:
             return response  # the counter is down: the request was refused anyway
         request.scp_audited = request.scp_audited or failures > 1
-        request.scp_audit_extra = {"authentication_failures": {"window": "1 min", "previous_window": previous}}
+        request.scp_audit_extra = {"unauthenticated_refusals": {"window": "1 min", "previous_window": previous}}
         if failures == settings.SCP_AUTH_FAILURE_THRESHOLD:
             incident_open(
                 kind=IncidentKind.AUTHENTICATION_FAILURES, severity=IncidentSeverity.MEDIUM,
-                summary=f"{failures} failed authentications from {source_ip} within a minute",
+                summary=f"{failures} unauthenticated requests refused from {source_ip} within a minute",
                 request_id=request.request_id, details={"source_ip": source_ip},
             )
         if failures <= settings.SCP_AUTH_FAILURE_LIMIT:
@@ -126,6 +127,15 @@ class ApiGuardMiddleware:
                                      detail="Too many failed authentications from this address; retry later.")
         throttled["Retry-After"] = str(reset)
         return throttled
+
+
+def _authenticated(request):
+    """Whether someone was established for this request: an integration's token (the exchange
+    records it as it authenticates) or a staff user."""
+    if getattr(request, "scp_audit", {}).get("integration") is not None:
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and getattr(user, "is_authenticated", False))
 
 
 def _audit_fallback(request, response, started):

@@ -9,10 +9,10 @@ bash "$ROOT_DIR/scripts/services.sh"
 apt_install wrk nginx
 
 BENCH_DB="${SCP_BENCH_DB:-scp_bench}"
-if [ "$(su postgres -c "psql -p $PG_PORT -qAt -c \"SELECT 1 FROM pg_database WHERE datname='$BENCH_DB'\"")" != 1 ]; then
-  log "creating database $BENCH_DB"
-  su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"CREATE DATABASE $BENCH_DB OWNER $PG_USER\""
-fi
+# A fresh database each run: every run measures the same thing (the data a run seeds, under the
+# reference data of the code being measured), never what an earlier version of the code left.
+log "creating database $BENCH_DB afresh"
+su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)\" -c \"CREATE DATABASE $BENCH_DB OWNER $PG_USER\""
 
 export DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$BENCH_DB"
 export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/2"

@@ -180,6 +180,28 @@ def test_a_withdrawn_person_appears_on_no_data_path(api, partner, staff, demo, s
     assert push.status_code == 403 and push.json()["code"] == "consent_denied"
 
 
+def test_no_exchange_route_returns_a_withdrawn_person(api, partner, staff, demo):
+    """Every GET route of the exchange (walked from the resolver), pointed at a person whose
+    consent was withdrawn where it takes a person: that person is nowhere in the answer (but
+    for the withdrawal's own announcement in the events feed, which carries only the id)."""
+    person = make_person(demo["ke"], "WD-ROUTE", [(demo["health"], ConsentStatus.GRANTED)], family_name="Routeperson")
+    VerticalRecord.objects.create(person=person, vertical=demo["health"], record_type="immunization",
+                                  data={"vaccine": "BCG", "dose": 1, "date": "2026-01-01"}, source_integration=partner.integration)
+    consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    checked = 0
+    for route, methods in _exchange_routes():
+        if "GET" not in methods:
+            continue
+        response = api.get(_url(route, partner.integration, demo, person))
+        body = b"".join(response.streaming_content) if getattr(response, "streaming", False) else response.content
+        if route.endswith("events/"):
+            body = json.dumps([e for e in response.json()["events"] if e["type"] != EventType.CONSENT_WITHDRAWN]).encode()
+        assert str(person.pk).encode() not in body and b"Routeperson" not in body, (route, response.status_code)
+        checked += 1
+    assert checked >= 8
+
+
 def _get_total(api, partner):
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
     return api.get("/api/v1/aggregates/?vertical=health").json()["total"]

@@ -162,7 +162,7 @@ API_RULES = {
     "oidc_logout": "login", "metrics": "metrics",
 }
 _API_PARAMS = {
-    "person_id": "person", "subscription_id": "subscription", "job_id": None, "integration_id": "integration",
+    "person_id": "person", "subscription_id": "subscription", "integration_id": "integration",
 }
 
 

@@ -105,15 +105,15 @@ class GovernedAPIView(APIView):
 
 def _audit_request(request, response):
     status = response.status_code
-    if status == 401:
-        return  # left to the API guard: counted per source address, recorded once a window
     django_request = request._request
-    django_request.scp_audited = True
     audit = django_request.scp_audit
     integration = audit.get("integration")
+    if status == 401 and integration is None:
+        return  # nobody authenticated: left to the API guard (counted per address, recorded once a window)
+    django_request.scp_audited = True
     if status < 400:
         result = AuditResult.SUCCESS
-    elif status in (403, 429):
+    elif status in (401, 403, 429):
         result = AuditResult.DENIED
     else:
         result = AuditResult.FAILURE

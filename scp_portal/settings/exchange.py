@@ -16,8 +16,9 @@ SCP_AGGREGATE_MIN_CELL = env_int("SCP_AGGREGATE_MIN_CELL", 5)
 SCP_IDEMPOTENCY_TTL_HOURS = env_int("SCP_IDEMPOTENCY_TTL_HOURS", 24)
 # Largest JSON body a push may have.
 SCP_MAX_PUSH_BYTES = env_int("SCP_MAX_PUSH_BYTES", 64 * 1024)
-# Failed authentications from one address within a minute that open an incident, and past
-# which the address is refused (429) until the minute ends.
+# Refused unauthenticated requests (bad or missing token, unknown URL, oversized body) from
+# one address within a minute that open an incident, and past which the address is answered
+# 429 until the minute ends.
 SCP_AUTH_FAILURE_THRESHOLD = env_int("SCP_AUTH_FAILURE_THRESHOLD", 10)
 SCP_AUTH_FAILURE_LIMIT = env_int("SCP_AUTH_FAILURE_LIMIT", 30)
 # Largest body of any API request but an import upload (checked before anything parses it).
