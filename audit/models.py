@@ -29,6 +29,13 @@ class AuditResult(models.TextChoices):
     FAILURE = "failure", "failure"
     DENIED = "denied", "denied"
 
+    @classmethod
+    def of_status(cls, status):
+        """The result of an API response: refusals by policy are denials, other errors failures."""
+        if status < 400:
+            return cls.SUCCESS
+        return cls.DENIED if status in (401, 403, 429) else cls.FAILURE
+
 
 class AuditRecord(models.Model):
     """One audited event. Rows are only ever inserted."""

@@ -146,12 +146,7 @@ def _audit_fallback(request, response, started):
     integration = context.get("integration")
     user = getattr(request, "user", None)
     staff = user if user is not None and getattr(user, "is_authenticated", False) and hasattr(user, "get_username") else None
-    if status < 400:
-        result = AuditResult.SUCCESS
-    elif status in (401, 403, 429):
-        result = AuditResult.DENIED
-    else:
-        result = AuditResult.FAILURE
+    result = AuditResult.of_status(status)
     code = getattr(response, "problem_code", "") or _problem_code(response)
     audit_record(
         event_type=AuditEvent.API_REQUEST, result=result,

@@ -111,12 +111,7 @@ def _audit_request(request, response):
     if status == 401 and integration is None:
         return  # nobody authenticated: left to the API guard (counted per address, recorded once a window)
     django_request.scp_audited = True
-    if status < 400:
-        result = AuditResult.SUCCESS
-    elif status in (401, 403, 429):
-        result = AuditResult.DENIED
-    else:
-        result = AuditResult.FAILURE
+    result = AuditResult.of_status(status)
     elapsed = time.perf_counter() - audit["started"]
     observe_request(tenant=integration.tenant.code if integration else None,
                     integration=str(integration.pk) if integration else None, status=status,
