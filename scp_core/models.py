@@ -101,11 +101,9 @@ class ConsentQuerySet(models.QuerySet):
         """
         return self.filter(vertical=vertical).in_effect_at(at)
 
-    def in_effect_for_code(self, vertical_code, at=None):
-        """As in_effect, by vertical code (joined in the same query)."""
-        return self.filter(vertical__code=vertical_code).in_effect_at(at)
-
     def in_effect_at(self, at=None):
+        """The consent rule itself (see in_effect); the exchange reads it only through
+        exchange.scope.DataScope."""
         at = at or timezone.now()
         return self.filter(
             Q(status=ConsentStatus.GRANTED, effective_at__lte=at)
