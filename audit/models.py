@@ -76,7 +76,10 @@ class IncidentSeverity(models.TextChoices):
 
 
 class IncidentKind(models.TextChoices):
-    MIS_SCOPED_REQUEST = "mis_scoped_request", "mis-scoped request"
+    MIS_SCOPED_REQUEST = "mis_scoped_request", "mis-scoped request: a vertical outside scope"
+    TENANT_MISMATCH = "tenant_mismatch", "mis-scoped request: a token of another tenant"
+    FOREIGN_CLIENT = "foreign_client", "mis-scoped request: another integration's client"
+    FOREIGN_OBJECT = "foreign_object", "mis-scoped request: another tenant's or integration's ids"
     AUTHENTICATION_FAILURES = "authentication_failures", "repeated authentication failures"
     RATE_LIMIT_BREACH = "rate_limit_breach", "rate limit breach"
     VERIFICATION_FAILED = "verification_failed", "audit verification failed"
@@ -98,6 +101,9 @@ class Incident(models.Model):
     details = models.JSONField(default=dict)
     request_id = models.CharField(max_length=64, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Repeated attempts of one kind by one integration are one incident, counted.
+    occurrences = models.PositiveIntegerField(default=1)
+    last_seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-opened_at"]

@@ -1,7 +1,10 @@
 """Writing the audit log. Callers write in the same transaction as the change they audit."""
+import datetime
 import json
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from .models import AuditEvent, AuditRecord, AuditResult, Incident, IncidentKind, IncidentSeverity
@@ -70,8 +73,19 @@ def _storable(value):
     return value
 
 
-def incident_open(*, kind, severity, summary, tenant=None, integration=None, request_id="", details=None):
-    """Open an incident for the umbrella authority and auditors (spec §10)."""
+def incident_open(*, kind, severity, summary, tenant=None, integration=None, request_id="", details=None,
+                  grouped=False):
+    """Open an incident for the umbrella authority and auditors (spec §10). `grouped`: a
+    repeat of an unresolved incident of the same kind, tenant and integration opened within
+    SCP_INCIDENT_GROUP_SECONDS counts as one more occurrence of it, not a new incident."""
+    if grouped:
+        now = timezone.now()
+        repeat = Incident.objects.filter(
+            kind=kind, tenant=tenant, integration=integration, resolved_at__isnull=True,
+            opened_at__gte=now - datetime.timedelta(seconds=settings.SCP_INCIDENT_GROUP_SECONDS),
+        ).update(occurrences=F("occurrences") + 1, last_seen_at=now)
+        if repeat:
+            return None
     return Incident.objects.create(
         kind=kind,
         severity=severity,

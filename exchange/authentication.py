@@ -7,9 +7,12 @@ from functools import cached_property
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
+from audit.models import IncidentKind
 from lifecycle import tokens
 from registry.models import Integration
 from scp_core.errors import ApiError
+
+from . import policy
 
 
 @dataclass
@@ -45,10 +48,15 @@ class IntegrationTokenAuthentication(BaseAuthentication):
         if not isinstance(verticals, list) or not all(isinstance(v, str) for v in verticals):
             raise ApiError(401, "token_invalid", "The token's 'verticals' claim must be a list of codes.")
         # The token must come from this integration's own client and agree with its record.
+        request_id = getattr(request._request, "request_id", "")
         if not integration.auth_client_id or claims.get("azp") != integration.auth_client_id:
-            raise ApiError(403, "permission_denied", "The token was not issued to this integration's client.")
+            detail = "The token was not issued to this integration's client."
+            policy.mis_scoped(integration, request_id, detail, kind=IncidentKind.FOREIGN_CLIENT, client_id=claims.get("azp", ""))
+            raise ApiError(403, "permission_denied", detail)
         if claims.get("tenant_id") != integration.tenant.code:
-            raise ApiError(403, "tenant_mismatch", "The token's tenant does not match the integration's tenant.")
+            detail = "The token's tenant does not match the integration's tenant."
+            policy.mis_scoped(integration, request_id, detail, kind=IncidentKind.TENANT_MISMATCH, client_id=claims.get("azp", ""))
+            raise ApiError(403, "tenant_mismatch", detail)
         principal = PartnerPrincipal(
             integration=integration,
             claims=claims,

@@ -30,19 +30,19 @@ def check_gate(principal, request):
     return ratelimit.hit(integration)
 
 
-def mis_scoped(principal, request_id, detail):
-    """§10: a mis-scoped request is denied at once and opens an incident."""
-    integration = principal.integration
+def mis_scoped(integration, request_id, detail, *, kind=IncidentKind.MIS_SCOPED_REQUEST, client_id=""):
+    """§10: a mis-scoped request is denied at once and opens an incident of its kind (repeats
+    are counted on the open one)."""
     incident_open(
-        kind=IncidentKind.MIS_SCOPED_REQUEST,
+        kind=kind,
         severity=IncidentSeverity.MEDIUM,
         summary=f"{integration.integration_name}: {detail}",
         tenant=integration.tenant,
         integration=integration,
         request_id=request_id,
-        details={"client_id": principal.client_id},
+        details={"client_id": client_id},
+        grouped=True,
     )
-    return ApiError(403, "vertical_not_permitted", detail)
 
 
 def require_vertical(principal, vertical_code, request_id, *, scope):
@@ -55,7 +55,9 @@ def require_vertical(principal, vertical_code, request_id, *, scope):
         raise ApiError(422, "validation_error", "The 'vertical' parameter is not a vertical code.",
                        errors=[{"field": "vertical", "message": "lowercase letters, digits, '_' or '-'"}])
     if vertical_code not in principal.token_verticals or vertical_code not in scope:
-        raise mis_scoped(principal, request_id, f"Vertical '{vertical_code}' is not permitted to this integration.")
+        detail = f"Vertical '{vertical_code}' is not permitted to this integration."
+        mis_scoped(principal.integration, request_id, detail, client_id=principal.client_id)
+        raise ApiError(403, "vertical_not_permitted", detail)
     return vertical_code
 
 
@@ -64,5 +66,5 @@ def deprecation_headers(integration):
         return {}
     headers = {"Deprecation": "true"}
     if integration.replacement_id:
-        headers["Link"] = f'</api/v1/integrations/{integration.replacement_id}>; rel="successor-version"'
+        headers["Link"] = f'</api/v1/integrations/{integration.replacement_id}/>; rel="successor-version"'
     return headers

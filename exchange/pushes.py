@@ -7,11 +7,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scp_core.models import Vertical, VerticalRecord
+from audit.services import IncidentKind
+from scp_core.models import Person, Vertical, VerticalRecord
 from scp_core.errors import ApiError
 
 from .events import emit
 from .models import EventType, IdempotencyRecord
+from .policy import mis_scoped
 from .scope import DataScope
 from .validation import validator_for
 
@@ -42,7 +44,8 @@ def _replay(integration, key, request_hash):
     return earlier.status_code, earlier.response_body
 
 
-def push_record(*, integration, idempotency_key, person_id, vertical_code, record_type, data, raw_body, on_details):
+def push_record(*, integration, idempotency_key, person_id, vertical_code, record_type, data, raw_body, on_details,
+                request_id=""):
     """Write one record pushed by a partner; returns (status, body)."""
     if len(idempotency_key) > 200:
         raise ApiError(422, "validation_error", "Idempotency-Key is too long (200 characters at most).")
@@ -56,6 +59,9 @@ def push_record(*, integration, idempotency_key, person_id, vertical_code, recor
     data_scope = DataScope.of(integration, vertical_code)
     person = data_scope.tenant_persons().select_related("tenant").filter(pk=person_id).first()
     if person is None:
+        if Person.objects.filter(pk=person_id).exists():  # another tenant's person: mis-scoped (§10)
+            mis_scoped(integration, request_id, f"pushed a record for person {person_id} of another tenant",
+                       kind=IncidentKind.FOREIGN_OBJECT)
         raise ApiError(404, "not_found", "No such person in this tenant.")
     consented = data_scope.has_consent(person.pk)
     on_details(consent={"checked": 1, "allowed": int(consented)}, record_type=record_type)

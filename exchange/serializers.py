@@ -57,6 +57,16 @@ class AggregateSerializer(serializers.Serializer):
     cells = AggregateCellSerializer(many=True)
 
 
+class IntegrationDescriptionSerializer(serializers.Serializer):
+    integration_id = serializers.UUIDField()
+    integration_name = serializers.CharField()
+    status = serializers.CharField()
+    verticals = serializers.ListField(child=serializers.CharField())
+    data_contract_ref = serializers.CharField()
+    active_from = serializers.DateTimeField()
+    active_until = serializers.DateTimeField(allow_null=True)
+
+
 class ProblemSerializer(serializers.Serializer):
     type = serializers.CharField()
     title = serializers.CharField()

@@ -7,6 +7,7 @@ urlpatterns = [
     path("persons/<uuid:person_id>/", views.PersonDetailView.as_view(), name="exchange-person"),
     path("records/", views.RecordListView.as_view(), name="exchange-records"),
     path("aggregates/", views.AggregateView.as_view(), name="exchange-aggregates"),
+    path("integrations/<uuid:integration_id>/", views.IntegrationDescriptionView.as_view(), name="exchange-integration"),
     path("subscriptions/", views.SubscriptionView.as_view(), name="exchange-subscriptions"),
     path(
         "subscriptions/<uuid:subscription_id>/rotate-secret/",

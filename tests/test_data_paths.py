@@ -45,6 +45,7 @@ def partner(staff, demo, keycloak_clients, tmp_path, settings):
 def _url(route, integration, demo, person):
     ids = {
         "person_id": person.pk,
+        "integration_id": integration.pk,
         "subscription_id": Subscription.objects.get_or_create(integration=integration, url="https://hooks.example/x",
                                                               defaults={"event_types": ["record.created"], "secret": "whsec_x"})[0].pk,
         "job_id": (ExportJob.objects.get_or_create(integration=integration, vertical=demo["health"], file_format="csv")[0].pk

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, AuditResult, Incident, IncidentKind
+from exchange.models import ExportJob
 from exchange.pushes import expire_idempotency_keys
 from lifecycle import keycloak, services
 from registry.models import Integration, RateLimitPolicy
@@ -128,7 +129,14 @@ def test_state_rules(api, world, staff, demo):
     response = call(api, partner.token, PERSONS)
     assert_allowed(response)
     assert response["Deprecation"] == "true"
-    assert response["Link"] == f'</api/v1/integrations/{replacement.pk}>; rel="successor-version"'
+    assert response["Link"] == f'</api/v1/integrations/{replacement.pk}/>; rel="successor-version"'
+    # The Link names a route that answers: the successor's description, for this partner.
+    successor = call(api, partner.token, f"/api/v1/integrations/{replacement.pk}/")
+    assert_allowed(successor)
+    assert successor.json()["integration_name"] == "v2" and successor.json()["status"] == "draft"
+    own = call(api, partner.token, f"/api/v1/integrations/{partner.integration.pk}/").json()
+    assert own["status"] == "deprecated" and own["verticals"] == ["health"]
+    assert_denied(call(api, partner.token, f"/api/v1/integrations/{uuid.uuid4()}/"), 404, "not_found")
     services.integration_archive(integration=partner.refresh(), actor=admin)
     assert_denied(call(api, partner.token, PERSONS), 403, "integration_not_active")
 
@@ -218,9 +226,39 @@ def test_tenant_vertical_consent_and_minimization(api, world):
     assert_allowed(call(api, partner.token, f"/api/v1/persons/{people['granted'].pk}/?vertical=health"))
     # A vertical outside the scope: denied at once, and an incident is opened (§10).
     assert_denied(call(api, partner.token, "/api/v1/persons/?vertical=education"), 403, "vertical_not_permitted")
-    incident = Incident.objects.get(integration=partner.integration)
-    assert incident.kind == IncidentKind.MIS_SCOPED_REQUEST
+    kinds = set(Incident.objects.filter(integration=partner.integration).values_list("kind", flat=True))
+    assert kinds == {IncidentKind.MIS_SCOPED_REQUEST, IncidentKind.FOREIGN_OBJECT}  # the ug person, the vertical
     assert_denied(call(api, partner.token, "/api/v1/persons/"), 422, "validation_error")
+
+
+def test_every_kind_of_mis_scoped_attempt_opens_its_incident_and_repeats_are_counted(api, world, staff, demo,
+                                                                                     keycloak_clients):
+    partner, people = world
+    other = activate(staff, demo, keycloak_clients, name="other integration")
+    job = ExportJob.objects.create(integration=other.integration, vertical=demo["health"], file_format="csv")
+    for _ in range(3):  # another tenant's ids and another integration's job, three times each
+        assert_denied(call(api, partner.token, f"/api/v1/persons/{people['ug'].pk}/?vertical=health"), 404, "not_found")
+        assert_denied(call(api, partner.token, f"/api/v1/exports/{job.pk}/"), 404, "not_found")
+        assert_denied(call(api, partner.token, "/api/v1/records/", "post", {
+            "person_id": str(people["ug"].pk), "vertical": "health", "record_type": "immunization",
+            "data": {"vaccine": "BCG", "dose": 1, "date": "2026-01-02"}}), 404, "not_found")
+        assert_denied(call(api, partner.token, "/api/v1/aggregates/?vertical=education"), 403, "vertical_not_permitted")
+    # A token of another client naming this integration, and one whose tenant is not its own.
+    rogue = f"scp-rogue-{uuid.uuid4()}"
+    keycloak_clients.append(rogue)
+    rogue_uuid = keycloak.ensure_client(client_id=rogue, tenant_code="ke", integration_id=partner.integration.pk,
+                                        verticals=["health"])
+    rogue_token = client_token(rogue, keycloak.regenerate_secret(rogue_uuid)).json()["access_token"]
+    assert_denied(call(api, rogue_token, PERSONS), 403, "permission_denied")
+    keycloak.ensure_client(client_id=partner.client_id, tenant_code="ug", integration_id=partner.integration.pk,
+                           verticals=["health"])
+    assert_denied(call(api, partner.new_token(), PERSONS), 403, "tenant_mismatch")
+    incidents = {i.kind: i for i in Incident.objects.filter(integration=partner.integration)}
+    assert set(incidents) == {IncidentKind.FOREIGN_OBJECT, IncidentKind.MIS_SCOPED_REQUEST, IncidentKind.FOREIGN_CLIENT,
+                              IncidentKind.TENANT_MISMATCH}
+    assert incidents[IncidentKind.FOREIGN_OBJECT].occurrences == 9  # grouped, not nine incidents
+    assert incidents[IncidentKind.MIS_SCOPED_REQUEST].occurrences == 3
+    assert incidents[IncidentKind.FOREIGN_CLIENT].details["client_id"] == rogue
 
 
 def test_updated_since_filters_and_validates(api, world):

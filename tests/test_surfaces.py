@@ -151,7 +151,7 @@ API_RULES = {
     # tenant or integration are not found.
     "exchange-persons": "partner", "exchange-person": "partner", "exchange-records": "partner",
     "exchange-aggregates": "partner", "exchange-subscriptions": "partner", "exchange-subscription-rotate": "partner",
-    "exchange-events": "partner", "exchange-exports": "partner", "exchange-export": "partner",
+    "exchange-events": "partner", "exchange-integration": "partner", "exchange-exports": "partner", "exchange-export": "partner",
     "exchange-export-download": "partner", "exchange-imports": "partner", "exchange-import": "partner",
     "exchange-import-resume": "partner", "exchange-import-errors": "partner",
     # The governance API: staff, scoped by role like the portal.
@@ -180,6 +180,9 @@ def _api_urls(route, name, objects):
     return [url]
 
 
+_RESPONSE_INCIDENTS = [IncidentKind.AUTHENTICATION_FAILURES, IncidentKind.FOREIGN_OBJECT, IncidentKind.FOREIGN_CLIENT,
+                       IncidentKind.TENANT_MISMATCH, IncidentKind.MIS_SCOPED_REQUEST]
+
 # What a role may legitimately create through a screen: an auditor requests audit exports.
 MAY_CREATE = {"auditor": {AuditExportJob}}
 
@@ -192,8 +195,8 @@ def _governed_digest(username=None):
     digest = hashlib.sha256()
     for model in [m for m in models if m not in MAY_CREATE.get(username, set())]:
         rows = model.objects.order_by("pk").values()
-        if model is Incident:  # the system's own response to failed authentications is no change by the caller
-            rows = rows.exclude(kind=IncidentKind.AUTHENTICATION_FAILURES)
+        if model is Incident:  # incidents opened in response to the attempts are the system's, not the caller's
+            rows = rows.exclude(kind__in=_RESPONSE_INCIDENTS)
         digest.update(repr([{k: v for k, v in row.items() if k != "last_login"} for row in rows]).encode())
     return digest.hexdigest()
 

@@ -9,10 +9,11 @@ from .batch import (
     ImportResumeView,
 )
 from .events import EventFeedView, SubscriptionRotateSecretView, SubscriptionView
+from .integrations import IntegrationDescriptionView
 from .realtime import AggregateView, PersonDetailView, PersonListView, RecordListView
 
 __all__ = [
     "AggregateView", "EventFeedView", "ExportCreateView", "ExportDetailView", "ExportDownloadView", "ImportCreateView",
-    "ImportDetailView", "ImportErrorsView", "ImportResumeView", "PersonDetailView", "PersonListView", "RecordListView",
+    "ImportDetailView", "ImportErrorsView", "ImportResumeView", "IntegrationDescriptionView", "PersonDetailView", "PersonListView", "RecordListView",
     "SubscriptionRotateSecretView", "SubscriptionView",
 ]

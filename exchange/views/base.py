@@ -8,7 +8,7 @@ from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
-from audit.services import AuditEvent, AuditResult, audit_record
+from audit.services import AuditEvent, AuditResult, IncidentKind, audit_record
 from scp_core.errors import ApiError
 
 from .. import controls, policy
@@ -79,6 +79,19 @@ class GovernedAPIView(APIView):
         code = policy.require_vertical(self.principal, code, self.request._request.request_id, scope=scope)
         self.request._request.scp_audit["verticals"] = [code]
         return code
+
+    def in_scope_or_404(self, queryset, pk):
+        """The object `pk` of the scoped `queryset`, or 404. An id that exists outside the
+        integration's scope (another tenant's person, another integration's job) is a
+        mis-scoped attempt: it is refused the same way, and opens an incident (§10)."""
+        found = queryset.filter(pk=pk).first()
+        if found is not None:
+            return found
+        if queryset.model.objects.filter(pk=pk).exists():
+            policy.mis_scoped(self.principal.integration, self.request._request.request_id,
+                              f"asked for {queryset.model._meta.verbose_name} {pk} outside its scope",
+                              kind=IncidentKind.FOREIGN_OBJECT, client_id=self.principal.client_id)
+        raise ApiError(404, "not_found", "Not found.")
 
     def updated_since(self):
         raw = self.request.query_params.get("updated_since")

@@ -3,7 +3,6 @@ import csv
 import io
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import MultiPartParser
@@ -65,7 +64,7 @@ class ImportCreateView(GovernedAPIView):
 class _ImportJobView(GovernedAPIView):
     def job(self, job_id):
         """Only the integration's own jobs: another's id is not found."""
-        return get_object_or_404(ImportJob.objects.select_related("vertical"), pk=job_id, integration=self.principal.integration)
+        return self.in_scope_or_404(ImportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
 
 
 class ImportDetailView(_ImportJobView):
@@ -124,7 +123,7 @@ class ExportCreateView(GovernedAPIView):
 
 class _ExportJobView(GovernedAPIView):
     def job(self, job_id):
-        return get_object_or_404(ExportJob.objects.select_related("vertical"), pk=job_id, integration=self.principal.integration)
+        return self.in_scope_or_404(ExportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
 
 
 class ExportDetailView(_ExportJobView):

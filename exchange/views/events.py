@@ -1,6 +1,5 @@
 """Webhook subscriptions and the pull feed of events."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -80,7 +79,7 @@ class SubscriptionRotateSecretView(GovernedAPIView):
     @extend_schema(operation_id="subscriptions_rotate_secret", request=None, responses={200: SubscriptionSerializer, **ERRORS})
     def post(self, request, subscription_id):
         """Issue a new signing secret (shown once); the old one stops signing at once."""
-        subscription = get_object_or_404(Subscription, pk=subscription_id, integration=self.principal.integration)
+        subscription = self.in_scope_or_404(Subscription.objects.filter(integration=self.principal.integration), subscription_id)
         subscription.secret = webhooks.new_secret()
         subscription.save(update_fields=["secret"])
         self.audit_details(subscription=str(subscription.id), secret_rotated=True)

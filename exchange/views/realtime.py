@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.db.models import Count, F
 from django.db.models.functions import ExtractYear
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
@@ -52,7 +51,7 @@ class PersonDetailView(GovernedAPIView):
     def get(self, request, person_id):
         """One person of the integration's tenant: 404 for any other tenant, 403 without consent."""
         data_scope = self.read_scope()
-        person = get_object_or_404(data_scope.tenant_persons(), pk=person_id)
+        person = self.in_scope_or_404(data_scope.tenant_persons(), person_id)
         consented = data_scope.has_consent(person.pk)
         self.audit_details(consent={"checked": 1, "allowed": int(consented), "denied": [str(person.pk)] if not consented else []})
         if not consented:
@@ -98,6 +97,7 @@ class RecordListView(GovernedAPIView):
             data=data["data"],
             raw_body=request.body,
             on_details=self.audit_details,
+            request_id=request._request.request_id,
         )
         return Response(payload, status=status)
 

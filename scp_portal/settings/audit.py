@@ -17,3 +17,6 @@ from .base import BASE_DIR  # noqa: E402
 
 # Where portal-requested audit exports are written (one folder and one zip per job).
 SCP_EXPORT_DIR = env("SCP_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))
+# Repeats of an unresolved incident (same kind, tenant, integration) within this many seconds
+# are counted on it instead of opening another.
+SCP_INCIDENT_GROUP_SECONDS = env_int("SCP_INCIDENT_GROUP_SECONDS", 3600)
