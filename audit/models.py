@@ -22,6 +22,8 @@ class AuditEvent(models.TextChoices):
     ROLE_CHANGED = "governance.role_changed", "governance role granted or revoked"
     TENANT_SETTINGS_CHANGED = "tenant.settings_changed", "tenant settings changed"
     CONNECTOR_CONFIGURED = "connector.configured", "connector configured"
+    WEBHOOK_ATTEMPT = "webhook.attempt", "webhook delivery attempt"
+    PORTAL_PERSON_VIEWED = "portal.person_viewed", "persons' data shown in the portal"
 
 
 class AuditResult(models.TextChoices):

@@ -154,7 +154,14 @@ def _paused(connector, denied, now):
     return connector.status
 
 
+def _audit_failure(connector, reason, kind):
+    audit_record(event_type=AuditEvent.CONNECTOR_RUN, result=AuditResult.FAILURE, tenant=connector.integration.tenant,
+                 integration=connector.integration, actor=f"connector:{connector.name}", verticals=[connector.vertical.code],
+                 error_code=kind, details={"connector": str(connector.pk), "failure": kind, "reason": reason[:300]})
+
+
 def _outage(connector, reason, now):
+    _audit_failure(connector, reason, "partner_unavailable")
     failures = connector.consecutive_failures + 1
     delay = min(BACKOFF_BASE * (2 ** (failures - 1)), BACKOFF_MAX)
     Connector.objects.filter(pk=connector.pk).update(
@@ -164,6 +171,7 @@ def _outage(connector, reason, now):
 
 
 def _drift(connector, drift, now):
+    _audit_failure(connector, str(drift), "schema_drift")
     integration = connector.integration
     incident_open(
         kind=IncidentKind.SCHEMA_DRIFT, severity=IncidentSeverity.HIGH,

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import IncidentKind, IncidentSeverity, incident_open
+from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.errors import ApiError
 
 from .events import body_of, visible_to
@@ -122,6 +122,7 @@ def deliver(delivery_id, *, now=None, session=None):
             return delivery.status
         # Consent, vertical and the integration's state, re-checked now (spec §4.3).
         if not visible_to(delivery.event, subscription.integration):
+            _audit_attempt(delivery, subscription, AuditResult.DENIED, error="not visible to the subscriber at delivery time")
             return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
         try:
             check_target(subscription.url)
@@ -144,11 +145,16 @@ def deliver(delivery_id, *, now=None, session=None):
             status_code, retry_after = response.status_code, _retry_after(response)
         except requests.RequestException as exc:
             error = exc.__class__.__name__
+        duration_ms = int((time.monotonic() - started) * 1000)
         DeliveryAttempt.objects.create(
             delivery=delivery, number=delivery.attempts, attempted_at=now, status_code=status_code, error=error,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=duration_ms,
         )
-        if status_code is not None and 200 <= status_code < 300:
+        delivered = status_code is not None and 200 <= status_code < 300
+        _audit_attempt(delivery, subscription, AuditResult.SUCCESS if delivered else AuditResult.FAILURE,
+                       status_code=status_code, error=error or (f"HTTP {status_code}" if not delivered else ""),
+                       duration_ms=duration_ms)
+        if delivered:
             if subscription.consecutive_failures or subscription.circuit_open_until:  # a write only when it changes
                 subscription.consecutive_failures = 0
                 subscription.circuit_open_until = None
@@ -156,6 +162,20 @@ def deliver(delivery_id, *, now=None, session=None):
             delivery.delivered_at = now
             return _finish(delivery, DeliveryStatus.DELIVERED, "")
         return _failed(delivery, subscription, status_code, error, retry_after, now)
+
+
+def _audit_attempt(delivery, subscription, result, *, status_code=None, error="", duration_ms=None):
+    """Each attempt, and each delivery withheld at delivery time, in the chained audit log
+    (spec §9), in the transaction of the attempt's row: what was released, to whom, how it went."""
+    event, integration = delivery.event, subscription.integration
+    audit_record(
+        event_type=AuditEvent.WEBHOOK_ATTEMPT, result=result, tenant=event.tenant, integration=integration,
+        actor=f"webhook:{subscription.pk}", client_id=integration.auth_client_id,
+        verticals=[event.vertical.code] if event.vertical_id else [], status_code=status_code, error_code=error[:60],
+        details={"delivery": str(delivery.pk), "attempt": delivery.attempts, "event_type": event.event_type,
+                 "event_id": event.pk, "person_id": str(event.person_id) if event.person_id else None,
+                 "endpoint_host": urlsplit(subscription.url).hostname, "duration_ms": duration_ms},
+    )
 
 
 def _finish(delivery, status, error):

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from audit.services import AuditEvent, audit_record
 from lifecycle.configuration import tenant_save
 from scp_core.models import Consent, Person, Tenant, Vertical, VerticalRecord
 
@@ -25,8 +26,38 @@ class VerticalAdmin(RootEditableAdmin):
     list_display = ("code", "name")
 
 
+class PersonDataAdmin(TenantScopedAdmin):
+    """A screen that shows persons' data: every list page and every detail shown to staff is
+    recorded in the audit log of the persons' tenant (spec §9), with who looked and at whom."""
+
+    person_field = "pk"  # the attribute of a row that is the person's id
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = (getattr(response, "context_data", None) or {}).get("cl")
+        if changelist is not None:
+            self._audit_shown(request, [getattr(row, self.person_field) for row in changelist.result_list], "list")
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        shown = self.get_object(request, object_id) if response.status_code == 200 else None
+        if shown is not None:
+            self._audit_shown(request, [getattr(shown, self.person_field)], "detail")
+        return response
+
+    def _audit_shown(self, request, person_ids, screen):
+        by_tenant = {}
+        for person_id, tenant_id in Person.objects.filter(pk__in=person_ids).values_list("pk", "tenant_id"):
+            by_tenant.setdefault(tenant_id, []).append(str(person_id))
+        for tenant_id, ids in by_tenant.items():
+            audit_record(event_type=AuditEvent.PORTAL_PERSON_VIEWED, tenant=Tenant(pk=tenant_id), actor_user=request.user,
+                         request_id=request.request_id,
+                         details={"screen": f"{self.opts.model_name} {screen}", "path": request.path, "persons": sorted(ids)})
+
+
 @admin.register(Person)
-class PersonAdmin(TenantScopedAdmin):
+class PersonAdmin(PersonDataAdmin):
     list_display = ("given_name", "family_name", "tenant", "district", "birth_date")
     list_filter = (("tenant", admin.RelatedOnlyFieldListFilter), "sex")
     search_fields = ("given_name", "family_name", "national_id")
@@ -34,7 +65,7 @@ class PersonAdmin(TenantScopedAdmin):
 
 
 @admin.register(Consent)
-class ConsentAdmin(TenantScopedAdmin, ScopedHistoryAdmin):
+class ConsentAdmin(PersonDataAdmin, ScopedHistoryAdmin):
     """Consent changes go through lifecycle.consent.consent_record (the governance API);
     the admin shows them and their history."""
 
@@ -43,11 +74,13 @@ class ConsentAdmin(TenantScopedAdmin, ScopedHistoryAdmin):
     raw_id_fields = ("person",)
     show_full_result_count = False
     tenant_path = "person__tenant_id"
+    person_field = "person_id"
 
 
 @admin.register(VerticalRecord)
-class VerticalRecordAdmin(TenantScopedAdmin):
+class VerticalRecordAdmin(PersonDataAdmin):
     list_display = ("record_type", "vertical", "person", "created_at")
     list_filter = ("vertical", "record_type")
     raw_id_fields = ("person",)
     tenant_path = "person__tenant_id"
+    person_field = "person_id"

@@ -1,0 +1,99 @@
+"""Issue #15 §1: every release and every failure lands in the chained audit log: webhook
+attempts (with their outcome), connector failures and staff views of persons' data in the
+portal. They are exported and verified like every record, and tampering with one is found."""
+import datetime
+import subprocess
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AuditEvent, AuditRecord, AuditResult
+from exchange import webhooks
+from exchange.connectors import connector_run
+from exchange.events import emit
+from exchange.models import Connector, Delivery, EventType, Subscription
+from scp_core.models import ConsentStatus
+
+from .conftest import make_person
+from .exchange_helpers import activate
+from .receiver import Receiver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _verify_export(tmp_path, tenant):
+    out = tmp_path / f"export-{tenant.code}"
+    call_command("audit_export", "--tenant", tenant.code, "--out", str(out))
+    try:
+        call_command("audit_verify", str(out))
+    except CommandError as exc:
+        return out, str(exc)
+    return out, "OK"
+
+
+def _tamper(record, sql_set):
+    db = connection.settings_dict["NAME"]
+    script = f"SET session_replication_role = replica; UPDATE audit_auditrecord SET {sql_set} WHERE id = {record.pk};"
+    subprocess.run(["su", "postgres", "-c", f"psql -v ON_ERROR_STOP=1 -q -d {db} -p {connection.settings_dict['PORT'] or 5432}"],
+                   input=script.encode(), check=True, capture_output=True)
+
+
+@pytest.fixture
+def partner(staff, demo, keycloak_clients):
+    return activate(staff, demo, keycloak_clients, name="audited")
+
+
+def test_each_webhook_attempt_is_in_the_chain_and_tampering_with_it_is_found(partner, demo, tmp_path):
+    person = make_person(demo["ke"], "AUD-1", [(demo["health"], ConsentStatus.GRANTED)])
+    with Receiver(statuses=[503]) as receiver:
+        receiver.secret = webhooks.new_secret()
+        Subscription.objects.create(integration=partner.integration, url=receiver.url, event_types=["record.created"],
+                                    secret=receiver.secret)
+        emit(event_type=EventType.RECORD_CREATED, tenant=demo["ke"], vertical=demo["health"], person_id=person.pk,
+             integration=partner.integration,
+             data={"record_id": "r-1", "person_id": str(person.pk), "record_type": "immunization"})
+        delivery = Delivery.objects.get()
+        webhooks.deliver(delivery.pk)  # 503: a failed attempt
+        webhooks.deliver(delivery.pk, now=timezone.now() + datetime.timedelta(hours=1))  # the retry: 200
+    attempts = list(AuditRecord.objects.filter(event_type=AuditEvent.WEBHOOK_ATTEMPT).order_by("id"))
+    assert [(a.result, a.status_code) for a in attempts] == [(AuditResult.FAILURE, 503), (AuditResult.SUCCESS, 200)]
+    assert attempts[0].details["person_id"] == str(person.pk) and attempts[0].details["endpoint_host"] == "127.0.0.1"
+    assert attempts[0].tenant_id == demo["ke"].pk and attempts[0].integration_id == partner.integration.pk
+    out, verdict = _verify_export(tmp_path, demo["ke"])
+    assert verdict == "OK"
+    assert '"webhook.attempt"' in (out / "records.jsonl").read_text()
+    # An insider rewrites the failed attempt as a success: the chain says so, naming the record.
+    _tamper(attempts[0], "result = 'success', status_code = 200")
+    _out, verdict = _verify_export(tmp_path / "again", demo["ke"])
+    assert verdict != "OK" and str(attempts[0].pk) in verdict
+
+
+def test_a_connector_failure_is_in_the_chain(partner, demo, tmp_path):
+    connector = Connector.objects.create(integration=partner.integration, name="clinic", adapter="csv_file",
+                                         source=str(tmp_path / "missing.csv"), vertical=demo["health"],
+                                         record_type="immunization")
+    connector_run(connector)  # the partner's file is not there: an outage
+    drift = tmp_path / "drift.csv"
+    drift.write_text("external_id,person_id,vaccine\nx,y,BCG\n")
+    Connector.objects.filter(pk=connector.pk).update(source=str(drift))
+    connector_run(Connector.objects.get(pk=connector.pk))  # a row that does not match the contract
+    failures = AuditRecord.objects.filter(event_type=AuditEvent.CONNECTOR_RUN, result=AuditResult.FAILURE).order_by("id")
+    assert [f.error_code for f in failures] == ["partner_unavailable", "schema_drift"]
+    _out, verdict = _verify_export(tmp_path, demo["ke"])
+    assert verdict == "OK"
+
+
+def test_staff_looking_at_persons_in_the_portal_leave_a_trace(client, staff, demo):
+    person = make_person(demo["ke"], "AUD-VIEW", [(demo["health"], ConsentStatus.GRANTED)], family_name="Lookedat")
+    client.force_login(staff["ke-admin"])
+    assert b"Lookedat" in client.get(reverse("admin:scp_core_person_changelist")).content
+    assert client.get(reverse("admin:scp_core_person_change", args=[person.pk])).status_code == 200
+    client.get(reverse("admin:scp_core_consent_changelist"))
+    views = AuditRecord.objects.filter(event_type=AuditEvent.PORTAL_PERSON_VIEWED).order_by("id")
+    assert [v.details["screen"] for v in views] == ["person list", "person detail", "consent list"]
+    assert all(v.actor == "ke-admin" and v.tenant_id == demo["ke"].pk and str(person.pk) in v.details["persons"]
+               for v in views)
