@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from .chain import checkpoint_message, record_document, seal_chain
+from .chain import PLATFORM_CHAIN, checkpoint_message, record_document, seal_chain
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
 from .services import AuditEvent, audit_record
 from .signing import key_id, public_key_b64, sign
@@ -17,8 +17,9 @@ from .verifier.scp_audit_verify import FORMAT, canonical_bytes
 
 
 def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=None, chunk=2000):
-    """Write the export; returns the manifest. The export itself is audited (after it)."""
-    chain = tenant.code
+    """Write the export of `tenant`'s chain, or of the platform's (`tenant=None`: requests
+    that named no tenant, failed logins); returns the manifest. The export is audited after it."""
+    chain = tenant.code if tenant is not None else PLATFORM_CHAIN
     seal_chain(chain)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
     manifest = {
         "format": FORMAT,
         "chain": chain,
-        "tenant": tenant.code,
+        "tenant": tenant.code if tenant is not None else None,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
         "exported_at": closing_at,

@@ -1,22 +1,32 @@
-"""Retention per tenant policy: whole sealed segments older than the tenant's retention are
-removed, leaving a signed anchor from which the chain still verifies; the purge is audited."""
+"""Retention per tenant policy (and the platform's own, SCP_PLATFORM_AUDIT_RETENTION_DAYS):
+whole sealed segments older than the retention are removed, leaving a signed anchor from
+which the chain still verifies; the purge is audited."""
 import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .chain import _lock, checkpoint, seal_chain
+from .chain import PLATFORM_CHAIN, _lock, checkpoint, seal_chain
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
 from .services import AuditEvent, audit_record
 
 
 def purge_tenant(tenant, *, now=None):
     """Purge the tenant's segments older than its retention; returns the records removed."""
-    if not tenant.audit_retention_days:
+    return _purge(tenant.code, tenant, tenant.audit_retention_days, now=now)
+
+
+def purge_platform(*, now=None):
+    """Purge the platform chain's segments older than SCP_PLATFORM_AUDIT_RETENTION_DAYS."""
+    return _purge(PLATFORM_CHAIN, None, settings.SCP_PLATFORM_AUDIT_RETENTION_DAYS, now=now)
+
+
+def _purge(chain, tenant, retention_days, *, now=None):
+    if not retention_days:
         return 0
     now = now or timezone.now()
-    cutoff = now - datetime.timedelta(days=tenant.audit_retention_days)
-    chain = tenant.code
+    cutoff = now - datetime.timedelta(days=retention_days)
     seal_chain(chain)
     with transaction.atomic():
         _lock(chain)
@@ -49,6 +59,6 @@ def purge_tenant(tenant, *, now=None):
         audit_record(
             event_type=AuditEvent.AUDIT_PURGED, tenant=tenant, actor="system",
             details={"records": len(record_ids), "through_seq": end.seq, "anchor_hash": end.hash,
-                     "retention_days": tenant.audit_retention_days},
+                     "retention_days": retention_days},
         )
     return len(record_ids)

@@ -5,7 +5,7 @@ from scp_core.models import Tenant
 
 from .chain import seal_all
 from .portal_exports import run_export_job
-from .retention import purge_tenant
+from .retention import purge_platform, purge_tenant
 
 
 @shared_task
@@ -15,7 +15,8 @@ def seal_audit_task():
 
 @shared_task
 def purge_audit_task():
-    return {t.code: purge_tenant(t) for t in Tenant.objects.filter(audit_retention_days__isnull=False)}
+    purged = {t.code: purge_tenant(t) for t in Tenant.objects.filter(audit_retention_days__isnull=False)}
+    return {**purged, "_platform": purge_platform()}
 
 
 @shared_task

@@ -2,16 +2,23 @@
 attempts (with their outcome), connector failures and staff views of persons' data in the
 portal. They are exported and verified like every record, and tampering with one is found."""
 import datetime
+import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.chain import PLATFORM_CHAIN
 from audit.models import AuditEvent, AuditRecord, AuditResult
+from audit.retention import purge_platform
 from exchange import webhooks
 from exchange.connectors import connector_run
 from exchange.events import emit
@@ -23,6 +30,7 @@ from .exchange_helpers import activate
 from .receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
+VERIFIER = Path(django_settings.BASE_DIR) / "audit" / "verifier" / "scp_audit_verify.py"
 
 
 def _verify_export(tmp_path, tenant):
@@ -97,3 +105,24 @@ def test_staff_looking_at_persons_in_the_portal_leave_a_trace(client, staff, dem
     assert [v.details["screen"] for v in views] == ["person list", "person detail", "consent list"]
     assert all(v.actor == "ke-admin" and v.tenant_id == demo["ke"].pk and str(person.pk) in v.details["persons"]
                for v in views)
+
+
+def test_the_platform_chain_is_exported_verified_and_retained_like_a_tenants(tmp_path, settings, demo):
+    # Failed logins from three addresses: they name no tenant, so they are the platform's.
+    for n in range(3):
+        Client(HTTP_X_REAL_IP=f"10.66.0.{n}", HTTP_AUTHORIZATION="Bearer forged").get("/api/v1/persons/?vertical=health")
+    platform = AuditRecord.objects.filter(tenant__isnull=True, status_code=401)
+    assert platform.count() == 3
+    out = tmp_path / "platform"
+    call_command("audit_export", "--platform", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["chain"] == PLATFORM_CHAIN and manifest["tenant"] is None and manifest["count"] >= 3
+    call_command("audit_verify", str(out))
+    call_command("audit_verify", "--platform")
+    standalone = subprocess.run([sys.executable, "-I", str(VERIFIER), str(out)], capture_output=True, text=True)
+    assert standalone.returncode == 0, standalone.stdout + standalone.stderr
+    # Its own retention: whole sealed segments go, and the chain still verifies from its anchor.
+    settings.SCP_PLATFORM_AUDIT_RETENTION_DAYS = 1
+    assert purge_platform(now=timezone.now() + datetime.timedelta(days=2)) >= 3
+    assert not platform.exists()
+    call_command("audit_verify", "--platform")

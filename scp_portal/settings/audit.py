@@ -20,3 +20,5 @@ SCP_EXPORT_DIR = env("SCP_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))
 # Repeats of an unresolved incident (same kind, tenant, integration) within this many seconds
 # are counted on it instead of opening another.
 SCP_INCIDENT_GROUP_SECONDS = env_int("SCP_INCIDENT_GROUP_SECONDS", 3600)
+# Retention of the platform chain (requests that named no tenant, failed logins); empty keeps it.
+SCP_PLATFORM_AUDIT_RETENTION_DAYS = env_int("SCP_PLATFORM_AUDIT_RETENTION_DAYS", 0) or None

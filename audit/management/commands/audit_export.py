@@ -1,4 +1,4 @@
-"""`python manage.py audit_export --tenant CODE [--since ISO] [--until ISO] --out DIR`"""
+"""`python manage.py audit_export (--tenant CODE | --platform) [--since ISO] [--until ISO] --out DIR`"""
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
@@ -16,19 +16,22 @@ def _when(value, name):
 
 
 class Command(BaseCommand):
-    help = "Export a tenant's sealed audit chain (records.jsonl + manifest.json) for regulators."
+    help = "Export a tenant's (or the platform's) sealed audit chain (records.jsonl + manifest.json) for regulators."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tenant", required=True)
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--tenant")
+        which.add_argument("--platform", action="store_true",
+                           help="the platform chain: requests that named no tenant, failed logins")
         parser.add_argument("--since")
         parser.add_argument("--until")
         parser.add_argument("--out", required=True)
 
-    def handle(self, *args, tenant, since, until, out, **options):
-        found = Tenant.objects.filter(code=tenant).first()
-        if found is None:
+    def handle(self, *args, tenant, platform, since, until, out, **options):
+        found = None if platform else Tenant.objects.filter(code=tenant).first()
+        if found is None and not platform:
             raise CommandError(f"unknown tenant {tenant!r}")
         manifest = export_chain(tenant=found, out_dir=out, since=_when(since, "since"), until=_when(until, "until"),
                                 actor="audit_export")
         self.stdout.write(self.style.SUCCESS(
-            f"exported {manifest['count']} records of {tenant} (seq {manifest['first_seq']}..{manifest['last_seq']}) to {out}"))
+            f"exported {manifest['count']} records of {manifest['chain']} (seq {manifest['first_seq']}..{manifest['last_seq']}) to {out}"))
