@@ -11,9 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Value
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, audit_record
@@ -21,6 +19,7 @@ from scp_core.models import VerticalRecord
 from scp_core.errors import ApiError
 
 from .metrics import count_batch_rows
+from . import jobs
 from .models import ImportJob, ImportRowError, ImportStatus
 from .scope import DataScope
 from .validation import validator_for
@@ -84,13 +83,6 @@ def import_store(*, integration, vertical, record_type, upload):
     return job
 
 
-def _claim(job_id):
-    """Take a queued job (one atomic update, so two workers never both run it)."""
-    now = timezone.now()
-    return bool(ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", Value(now))))
-
-
 def _rows(job, schema):
     """(line number, person_id, data) or (line number, None, errors) from the checkpoint on."""
     types = {name: spec.get("type") for name, spec in schema.get("properties", {}).items()}
@@ -135,9 +127,18 @@ def cast_cell(value, json_type):
 
 
 def run_import(job_id):
-    """Process a job from its checkpoint to its end; returns its final status."""
-    if not _claim(job_id):
+    """Process a job from its checkpoint to its end; returns its status afterwards. An error
+    sends it back to the queue once, and ends it `failed` when it recurs (exchange.jobs)."""
+    if not jobs.claim(ImportJob, job_id):
         return "not claimed"
+    try:
+        return _run_import(job_id)
+    except Exception as exc:  # noqa: BLE001 -- any error: recorded on the job, never a silent spin
+        logger.exception("import %s failed", job_id)
+        return jobs.fail_or_retry(ImportJob, job_id, f"{exc.__class__.__name__}: {exc}")
+
+
+def _run_import(job_id):
     job = ImportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
     schema = job.integration.writable_record_types(job.vertical.code).get(job.record_type)
     denied = _current_scope(job).refusal(write=True)
@@ -285,17 +286,6 @@ def import_resume(job):
     from .tasks import enqueue_after_commit, run_import_task
 
     enqueue_after_commit(run_import_task, job.pk)
-
-
-def requeue_stalled():
-    """Put back in the queue every job whose worker died (no heartbeat for a while), or whose
-    start message never arrived; each is claimed by one atomic update. Returns their ids."""
-    cutoff = timezone.now() - datetime.timedelta(seconds=settings.SCP_IMPORT_STALE_SECONDS)
-    abandoned = ImportJob.objects.filter(status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff)
-    requeued = [pk for pk in abandoned.values_list("pk", flat=True)
-                if abandoned.filter(pk=pk).update(status=ImportStatus.QUEUED)]
-    never_started = ImportJob.objects.filter(status=ImportStatus.QUEUED, created_at__lt=cutoff, started_at__isnull=True)
-    return requeued + list(never_started.values_list("pk", flat=True))
 
 
 def progress(job):

@@ -3,8 +3,10 @@ NDJSON or CSV, written in chunks. Consent is re-read for every chunk, so a withd
 the export excludes the person from everything written after it; exclusions are audited."""
 import csv
 import datetime
+import io
 import itertools
 import json
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -14,10 +16,12 @@ from django.utils import timezone
 from audit.services import AuditEvent, AuditResult, audit_record
 from scp_core.errors import ApiError
 
+from . import jobs
 from .metrics import count_batch_rows
 from .models import ExportJob, ImportStatus
 from .scope import DataScope
 
+logger = logging.getLogger(__name__)
 CHUNK = 1000
 
 
@@ -38,10 +42,30 @@ def _ids_path(path):
 
 
 def run_export(job_id, *, chunk=CHUNK, progress=None):
-    claimed = ExportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, started_at=timezone.now())
-    if not claimed:
+    """Write the export from its checkpoint to its end; returns its status afterwards. An
+    error sends it back to the queue once, and ends it `failed` when it recurs (exchange.jobs)."""
+    if not jobs.claim(ExportJob, job_id):
         return "not claimed"
+    try:
+        return _run_export(job_id, chunk, progress)
+    except Exception as exc:  # noqa: BLE001 -- any error: recorded on the job, never a silent spin
+        logger.exception("export %s failed", job_id)
+        return jobs.fail_or_retry(ExportJob, job_id, f"{exc.__class__.__name__}: {exc}")
+
+
+def _rows_text(rows, fields, file_format, header=False):
+    text = io.StringIO(newline="")
+    if file_format == "csv":
+        writer = csv.DictWriter(text, fieldnames=list(fields))
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+    else:
+        text.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+    return text.getvalue().encode("utf-8")
+
+
+def _run_export(job_id, chunk, progress):
     job = ExportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
     integration = job.integration
     started = job.started_at
@@ -49,11 +73,18 @@ def run_export(job_id, *, chunk=CHUNK, progress=None):
     directory = Path(settings.SCP_EXPORT_DIR) / "exchange"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{job.pk}.{job.file_format}"
-    written, excluded, last_id = 0, [], None
-    with path.open("w", newline="", encoding="utf-8") as out, _ids_path(path).open("w") as ids_out:
-        writer = csv.DictWriter(out, fieldnames=list(fields)) if job.file_format == "csv" else None
-        if writer:
-            writer.writeheader()
+    # Resume from the checkpoint: the files are cut back to what the last committed chunk
+    # wrote (a chunk written after it, by a worker that died, is written again).
+    resuming = job.last_person_id is not None and path.exists() and _ids_path(path).exists()
+    written, excluded, last_id = (job.rows_written, list(job.excluded_ids), job.last_person_id) if resuming else (0, [], None)
+    with path.open("r+b" if resuming else "wb") as out, _ids_path(path).open("r+b" if resuming else "wb") as ids_out:
+        if resuming:
+            out.truncate(job.file_bytes)
+            ids_out.truncate(job.ids_bytes)
+            out.seek(job.file_bytes)
+            ids_out.seek(job.ids_bytes)
+        elif job.file_format == "csv":
+            out.write(_rows_text([], fields, "csv", header=True))
         while True:
             # The scope is built anew per chunk from the integration as stored now, so a
             # suspension or the end of the active window stops the export within one chunk.
@@ -70,29 +101,30 @@ def run_export(job_id, *, chunk=CHUNK, progress=None):
             last_id = ids[-1]
             consenting_then = DataScope.of(integration, job.vertical, at=started).consenting(ids)
             consenting_now = data_scope.consenting(ids)
-            excluded.extend(consenting_then - consenting_now)
-            for person in data_scope.persons().filter(pk__in=ids).order_by("pk").only(*{"id", *fields}):
-                row = data_scope.minimize_person(person)
-                if writer:
-                    writer.writerow(row)
-                else:
-                    out.write(json.dumps(row, separators=(",", ":")) + "\n")
-                ids_out.write(f"{person.pk}\n")
-                written += 1
-            ExportJob.objects.filter(pk=job.pk).update(rows_written=written, rows_excluded=len(excluded))
+            excluded.extend(sorted(consenting_then - consenting_now))
+            persons = list(data_scope.persons().filter(pk__in=ids).order_by("pk").only(*{"id", *fields}))
+            out.write(_rows_text([data_scope.minimize_person(p) for p in persons], fields, job.file_format))
+            ids_out.write("".join(f"{p.pk}\n" for p in persons).encode())
+            out.flush()
+            ids_out.flush()
+            written += len(persons)
+            ExportJob.objects.filter(pk=job.pk).update(
+                rows_written=written, rows_excluded=len(excluded), excluded_ids=excluded, last_person_id=last_id,
+                file_bytes=out.tell(), ids_bytes=ids_out.tell(), heartbeat_at=timezone.now())
             if progress:
                 progress(written)
     finished = timezone.now()
     with transaction.atomic():
         ExportJob.objects.filter(pk=job.pk).update(
             status=ImportStatus.COMPLETED, file_path=str(path), finished_at=finished, rows_written=written,
-            rows_excluded=len(excluded), expires_at=finished + datetime.timedelta(hours=settings.SCP_EXPORT_TTL_HOURS),
+            rows_excluded=len(excluded), error="",
+            expires_at=finished + datetime.timedelta(hours=settings.SCP_EXPORT_TTL_HOURS),
         )
         audit_record(
             event_type=AuditEvent.BATCH_EXPORT, tenant=integration.tenant, integration=integration,
             actor=integration.auth_client_id, client_id=integration.auth_client_id, verticals=[job.vertical.code],
             details={"job": str(job.pk), "rows": written, "data_categories": sorted(fields),
-                     "consent": {"excluded_during_export": sorted(excluded)}},
+                     "consent": {"excluded_during_export": sorted(excluded)}, "attempts": job.attempts},
         )
     count_batch_rows(integration=integration, kind="export", outcome="written", rows=written)
     count_batch_rows(integration=integration, kind="export", outcome="excluded", rows=len(excluded))

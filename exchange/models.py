@@ -125,6 +125,7 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker took the job")
 
 
 class ImportRowError(models.Model):
@@ -152,6 +153,13 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # The checkpoint, moved after every chunk: a job whose worker died resumes from here.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker took the job")
+    last_person_id = models.UUIDField(null=True, blank=True)
+    file_bytes = models.BigIntegerField(default=0)
+    ids_bytes = models.BigIntegerField(default=0)
+    excluded_ids = models.JSONField(default=list, blank=True)
 
 
 class ConnectorStatus(models.TextChoices):

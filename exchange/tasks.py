@@ -46,13 +46,16 @@ def run_import_task(job_id):
 
 @shared_task
 def resume_stalled_imports_task():
-    """The sweeper: restart imports whose worker died, or that were never started."""
-    from .batch import requeue_stalled
+    """The sweeper: restart imports and exports whose worker died, that wait for their retry,
+    or that were never started."""
+    from .jobs import requeue_stalled
 
-    job_ids = [str(pk) for pk in requeue_stalled()]
-    for job_id in job_ids:
-        run_import_task.delay(job_id)
-    return job_ids
+    due = requeue_stalled()
+    for job_id in due["import"]:
+        run_import_task.delay(str(job_id))
+    for job_id in due["export"]:
+        run_export_task.delay(str(job_id))
+    return {kind: [str(pk) for pk in ids] for kind, ids in due.items()}
 
 
 @shared_task

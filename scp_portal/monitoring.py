@@ -7,7 +7,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, Incident
-from exchange.models import Connector, ConnectorStatus
+from exchange.models import Connector, ConnectorStatus, ExportJob, ImportJob, ImportStatus
 from registry.models import DataContractVersion, Integration
 
 
@@ -93,4 +93,9 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
         newest = newest_contract.get(i.data_contract.contract_id, 0)
         if newest > i.data_contract.version:
             items.append((i, f"data contract {i.data_contract.ref} superseded by version {newest}", None))
+    week = now - datetime.timedelta(days=7)
+    for kind, model in (("import", ImportJob), ("export", ExportJob)):
+        failed = model.objects.filter(integration__in=integrations, status=ImportStatus.FAILED, finished_at__gte=week)
+        for job in failed.select_related("integration__tenant"):
+            items.append((job.integration, f"{kind} {job.pk} failed: {job.error[:120]}", job.finished_at))
     return items

@@ -1,14 +1,19 @@
-"""Batch imports (issue #6) with a real Celery worker on Redis: a 200,000-row import whose
-worker is killed with SIGKILL midway resumes by itself and ends with exactly 200,000 rows."""
+"""Batch jobs with a real Celery worker on Redis: a 200,000-row import whose worker is killed
+with SIGKILL midway resumes by itself and ends with exactly 200,000 rows; so does an export
+(issue #15); a job that fails the same way twice ends failed and says why."""
 import csv
 import io
+import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from exchange.batch import CHUNK_ROWS, import_store, run_import
-from exchange.models import ImportJob, ImportStatus
+from exchange.jobs import requeue_stalled
+from exchange.models import ExportJob, ImportJob, ImportStatus
+from lifecycle.demo import seed_persons
 from scp_core.models import ConsentStatus, Person, VerticalRecord
+from scp_portal.monitoring import compliance
 
 from .conftest import make_person
 from .exchange_helpers import activate
@@ -125,3 +130,53 @@ def test_an_import_of_several_chunks_inside_an_outer_transaction_writes_every_ro
     job.refresh_from_db()
     assert (job.rows_done, job.rows_failed) == (rows, 0)
     assert VerticalRecord.objects.filter(import_key__startswith=f"{job.pk}:").count() == rows
+
+
+def test_a_poisoned_import_ends_failed_after_two_tries_and_says_why(api, staff, demo, keycloak_clients, tmp_path, settings):
+    settings.SCP_IMPORT_DIR = str(tmp_path)
+    partner = activate(staff, demo, keycloak_clients, name="poisoned")
+    person = make_person(demo["ke"], "POISON-1", [(demo["health"], ConsentStatus.GRANTED)])
+    good = f"{person.pk},BCG,1,2026-01-02\n".encode()
+    upload = SimpleUploadedFile("rows.csv", b"person_id,vaccine,dose,date\n" + good + b"\xff\xfe not utf-8\n" + good)
+    job = import_store(integration=partner.integration, vertical=demo["health"], record_type="immunization", upload=upload)
+    assert run_import(job.pk) == "queued"  # the first failure: tried again
+    first = ImportJob.objects.get(pk=job.pk)
+    assert first.status == "queued" and first.error.startswith("UnicodeDecodeError")
+    assert run_import(job.pk) == "failed"  # the same failure again: it ends
+    job = ImportJob.objects.get(pk=job.pk)
+    assert job.status == "failed" and job.attempts == 2 and job.error == first.error
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    shown = api.get(f"/api/v1/imports/{job.pk}/").json()
+    assert shown["status"] == "failed" and shown["error"].startswith("UnicodeDecodeError")
+    # Not taken again by the sweeper, and listed in the compliance view.
+    assert str(job.pk) not in {str(pk) for pk in requeue_stalled()["import"]}
+    assert any(f"import {job.pk} failed" in reason for _i, reason, _at in compliance(tenant_ids=None))
+
+
+def test_sigkilled_export_resumes_from_its_checkpoint_and_completes(api, staff, demo, keycloak_clients, tmp_path, settings):
+    settings.SCP_EXPORT_DIR = str(tmp_path / "exports")
+    partner = activate(staff, demo, keycloak_clients, name="export resumes")
+    seed_persons(80_000, tenant_codes=["ke"], consent_mix=(("granted", 0.9), ("withdrawn", 0.1)))
+    expected = set(map(str, Person.objects.filter(tenant=demo["ke"]).with_consent_in_effect(demo["health"])
+                       .values_list("pk", flat=True)))
+    env = worker_env(SCP_EXPORT_DIR=settings.SCP_EXPORT_DIR, SCP_IMPORT_STALE_SECONDS=4, SCP_IMPORT_SWEEP_SECONDS=1)
+    purge_queue(env)
+    first = Worker(env, tmp_path, "export-first")
+    try:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+        job_id = api.post("/api/v1/exports/", {"vertical": "health", "format": "ndjson"}, format="json").json()["id"]
+        wait_until(lambda: ExportJob.objects.get(pk=job_id).rows_written >= 5_000, 120, "the first chunks")
+        first.kill()
+    finally:
+        first.stop()
+    killed_at = ExportJob.objects.get(pk=job_id)
+    assert killed_at.status == "running" and killed_at.rows_written < len(expected)
+    second = Worker(env, tmp_path, "export-second")
+    try:
+        wait_until(lambda: ExportJob.objects.get(pk=job_id).status == "completed", 180, "the export to finish")
+    finally:
+        second.stop()
+    job = ExportJob.objects.get(pk=job_id)
+    assert job.attempts == 2 and job.rows_written == len(expected)
+    rows = [json.loads(line)["id"] for line in b"".join(api.get(f"/api/v1/exports/{job_id}/download/").streaming_content).splitlines()]
+    assert len(rows) == len(set(rows)) == len(expected) and set(rows) == expected

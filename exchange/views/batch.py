@@ -33,6 +33,7 @@ def _import_json(request, job):
         "rows_total": job.rows_total,
         "rows_done": job.rows_done,
         "rows_failed": job.rows_failed,
+        "error": job.error,
         **batch.progress(job),
         "errors_url": request.build_absolute_uri(f"/api/v1/imports/{job.id}/errors/"),
         "created_at": job.created_at,
@@ -102,7 +103,7 @@ def _export_json(request, job):
     ready = job.status == "completed" and bool(job.file_path)
     return {
         "id": str(job.id), "status": job.status, "vertical": job.vertical.code, "format": job.file_format,
-        "rows_written": job.rows_written, "rows_excluded": job.rows_excluded,
+        "rows_written": job.rows_written, "rows_excluded": job.rows_excluded, "error": job.error,
         "download_url": request.build_absolute_uri(f"/api/v1/exports/{job.id}/download/") if ready else None,
         "expires_at": job.expires_at,
     }

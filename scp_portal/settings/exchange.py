@@ -31,6 +31,8 @@ SCP_IMPORT_DIR = env("SCP_IMPORT_DIR", str(BASE_DIR / "var" / "imports"))
 SCP_MAX_IMPORT_BYTES = env_int("SCP_MAX_IMPORT_BYTES", 100 * 1024 * 1024)
 SCP_IMPORT_STALE_SECONDS = env_int("SCP_IMPORT_STALE_SECONDS", 60)
 SCP_IMPORT_SWEEP_SECONDS = env_int("SCP_IMPORT_SWEEP_SECONDS", 15)
+# A batch job taken this many times without finishing (its workers keep dying) ends failed.
+SCP_JOB_MAX_ATTEMPTS = env_int("SCP_JOB_MAX_ATTEMPTS", 5)
 # Batch export files are deleted this long after they are produced.
 SCP_EXPORT_TTL_HOURS = env_int("SCP_EXPORT_TTL_HOURS", 24)
 # Bearer token of the Prometheus scraper for /metrics (staff with a global role may also look).
