@@ -7,6 +7,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from exchange import controls, ratelimit
@@ -75,12 +76,22 @@ class ApiGuardMiddleware:
         if 400 <= response.status_code < 500 and not _authenticated(request):
             response = self._count_anonymous_failure(request, response)
         if request.path.startswith(_AUDITED_PREFIX) and not request.scp_audited:
-            _audit_fallback(request, response, started)
+            try:
+                _audit_fallback(request, response, started)
+            except DatabaseError as exc:  # the audit lives in the database that is down: say so, loudly
+                logger.critical("Request %s could not be audited: %s", request.request_id, exc)
         return response
 
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/"):
             return None
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            # The database is unreachable: an outage like the broker's, to be retried (§10).
+            logger.error("Database unavailable on %s (request %s): %s", request.path, request.request_id, exception)
+            response = problem_response(request, status_code=503, code="upstream_unavailable",
+                                        detail="The database is unavailable; retry later.")
+            response["Retry-After"] = str(settings.SCP_DATABASE_RETRY_AFTER_SECONDS)
+            return response
         logger.exception("Unhandled error on %s (request %s)", request.path, getattr(request, "request_id", ""))
         return problem_response(
             request, status_code=500, code="server_error", detail="An internal error occurred."

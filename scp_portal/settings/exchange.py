@@ -37,3 +37,5 @@ SCP_JOB_MAX_ATTEMPTS = env_int("SCP_JOB_MAX_ATTEMPTS", 5)
 SCP_EXPORT_TTL_HOURS = env_int("SCP_EXPORT_TTL_HOURS", 24)
 # Bearer token of the Prometheus scraper for /metrics (staff with a global role may also look).
 SCP_METRICS_TOKEN = env("SCP_METRICS_TOKEN", "")
+# Retry-After of the 503 answered while the database is unreachable.
+SCP_DATABASE_RETRY_AFTER_SECONDS = env_int("SCP_DATABASE_RETRY_AFTER_SECONDS", 5)
