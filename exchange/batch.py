@@ -20,7 +20,8 @@ from scp_core.errors import ApiError
 
 from .metrics import count_batch_rows
 from . import jobs
-from .models import ImportJob, ImportRowError, ImportStatus
+from .events import emit
+from .models import EventType, ImportJob, ImportRowError, ImportStatus
 from .scope import DataScope
 from .validation import validator_for
 
@@ -226,7 +227,13 @@ def _write_chunk(job, batch, validator):
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.next_line > batch[0][0]:
             return "lost the job"  # another worker took over and got further: stop here
-        _insert_records(job, records)
+        inserted = _insert_records(job, records)
+        if inserted:  # one event per chunk (at most ceil(rows / CHUNK_ROWS) per file), in its transaction
+            emit(event_type=EventType.RECORDS_IMPORTED, tenant=job.integration.tenant, vertical=job.vertical,
+                 integration=job.integration,
+                 data={"import_job": str(job.pk), "vertical": job.vertical.code, "record_type": job.record_type,
+                       "lines": [batch[0][0], last_line],
+                       "records": [{"record_id": str(rid), "person_id": str(pid)} for rid, pid in inserted]})
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
         count_batch_rows(integration=job.integration, kind="import", outcome="written", rows=len(records))
         count_batch_rows(integration=job.integration, kind="import", outcome="failed", rows=len(errors))
@@ -246,16 +253,18 @@ def _id_set(ids):
 
 
 def _insert_records(job, records):
-    """Insert (person id, data, natural key) rows, skipping natural keys already written. On
-    PostgreSQL they are streamed with COPY into a temporary table and inserted from there in
-    one statement, several times faster than INSERTs built by the ORM."""
+    """Insert (person id, data, natural key) rows, skipping natural keys already written, and
+    return the (record id, person id) of the rows inserted. On PostgreSQL they are streamed with
+    COPY into a temporary table and inserted from there in one statement, several times faster
+    than INSERTs built by the ORM."""
     if connection.vendor != "postgresql":
-        VerticalRecord.objects.bulk_create([
-            VerticalRecord(person_id=pid, vertical=job.vertical, record_type=job.record_type, data=data,
-                           source_integration=job.integration, import_key=key)
-            for pid, data, key in records
-        ], ignore_conflicts=True)
-        return
+        keys = [key for _pid, _data, key in records]
+        known = set(VerticalRecord.objects.filter(import_key__in=keys).values_list("import_key", flat=True))
+        fresh = [VerticalRecord(person_id=pid, vertical=job.vertical, record_type=job.record_type, data=data,
+                                source_integration=job.integration, import_key=key)
+                 for pid, data, key in records if key not in known]
+        VerticalRecord.objects.bulk_create(fresh, ignore_conflicts=True)
+        return [(r.id, r.person_id) for r in fresh]
     with connection.cursor() as cursor:
         # The session's own table, dropped at commit (emptied first in case an outer
         # transaction keeps it alive across chunks).
@@ -270,9 +279,10 @@ def _insert_records(job, records):
             f"INSERT INTO {VerticalRecord._meta.db_table} (id, person_id, vertical_id, record_type, data, "
             "source_integration_id, import_key, created_at, updated_at) "
             "SELECT gen_random_uuid(), person_id, %s, %s, data, %s, import_key, %s, %s FROM scp_import_rows "
-            "ON CONFLICT (import_key) DO NOTHING",
+            "ON CONFLICT (import_key) DO NOTHING RETURNING id, person_id",
             [job.vertical_id, job.record_type, job.integration_id, now, now],
         )
+        return cursor.fetchall()
 
 
 def import_resume(job):

@@ -18,7 +18,8 @@ from scp_core.models import VerticalRecord
 from scp_core.errors import ApiError
 
 from .batch import cast_cell, uuid_or_none
-from .models import Connector, ConnectorStatus
+from .events import emit
+from .models import Connector, ConnectorStatus, EventType
 from .scope import DataScope, refusal
 from .validation import validator_for
 from .webhooks import check_target
@@ -133,11 +134,20 @@ def _write(connector, clean):
         for external_id, person_id, data in clean:
             if person_id not in consenting:
                 continue
-            VerticalRecord.objects.update_or_create(
-                import_key=f"conn:{connector.pk}:{external_id}"[:80],
+            key = f"conn:{connector.pk}:{external_id}"[:80]
+            known = VerticalRecord.objects.filter(import_key=key).first()
+            if known is not None and known.data == data and str(known.person_id) == person_id:
+                continue  # unchanged since the last pull: nothing to write or announce
+            record, created = VerticalRecord.objects.update_or_create(
+                import_key=key,
                 defaults={"person_id": person_id, "vertical": connector.vertical, "record_type": connector.record_type,
                           "data": data, "source_integration": connector.integration, "updated_at": timezone.now()},
             )
+            emit(event_type=EventType.RECORD_CREATED if created else EventType.RECORD_UPDATED,
+                 tenant=connector.integration.tenant, vertical=connector.vertical, person_id=record.person_id,
+                 integration=connector.integration,
+                 data={"record_id": str(record.pk), "person_id": person_id, "vertical": connector.vertical.code,
+                       "record_type": connector.record_type})
             written += 1
     return written
 

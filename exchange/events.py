@@ -4,7 +4,7 @@ when they are delivered or pulled (tenant, vertical, consent)."""
 from .models import Delivery, Event, EventType, Subscription
 from .scope import DataScope, refusal
 
-_RECORD_EVENTS = {EventType.RECORD_CREATED, EventType.RECORD_UPDATED}
+_RECORD_EVENTS = {EventType.RECORD_CREATED, EventType.RECORD_UPDATED, EventType.RECORDS_IMPORTED}
 
 
 def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration=None):
@@ -37,29 +37,36 @@ def _in_scope(event, integration):
     return event.vertical.code in integration.read_scope or event.vertical.code in integration.vertical_codes()
 
 
-def visible_to(event, integration):
-    """The full check, at delivery or pull time, through the integration's DataScope: scope,
-    the integration serving now (state and window), consent in effect now for events about a
-    person, and for record events the contract's record read rules (a consent withdrawal
-    itself is announced, with no personal data beyond the person's id)."""
+def visible_body(event, integration):
+    """The body of `event` as `integration` may receive it now (webhook delivery or pull feed),
+    or None when it may not: the full check, through the integration's DataScope, at delivery
+    or pull time: scope, the integration serving now (state and window), consent in effect now
+    for events about persons (a chunk of imported records keeps only those whose person
+    consents now), and for record events the contract's record read rules. A consent
+    withdrawal itself is announced, with no personal data beyond the person's id."""
     if event.event_type == EventType.INTEGRATION_STATUS_CHANGED:
-        return _in_scope(event, integration)
+        return body_of(event) if _in_scope(event, integration) else None
     if refusal(integration) is not None or not _in_scope(event, integration):
-        return False
+        return None
     data_scope = DataScope.of(integration, event.vertical)
     if event.event_type in _RECORD_EVENTS:
         rule = data_scope.record_rules.get(event.data.get("record_type"))
         if rule is None or not (rule["other_writers"] or event.integration_id == integration.pk):
-            return False
-    if event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN:
-        return data_scope.has_consent(event.person_id)
-    return True
+            return None
+    if event.event_type == EventType.RECORDS_IMPORTED:
+        records = event.data.get("records", [])
+        consenting = data_scope.consenting({r["person_id"] for r in records})
+        kept = [r for r in records if r["person_id"] in consenting]
+        return body_of(event, data={**event.data, "records": kept}) if kept else None
+    if event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN and not data_scope.has_consent(event.person_id):
+        return None
+    return body_of(event)
 
 
-def body_of(event):
+def body_of(event, data=None):
     """The JSON body of a webhook delivery, and of an event in the pull feed."""
     return {
         "type": event.event_type,
         "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": event.data,
+        "data": event.data if data is None else data,
     }

@@ -26,6 +26,7 @@ class EventType(models.TextChoices):
     RECORD_UPDATED = "record.updated", "record updated"
     CONSENT_WITHDRAWN = "consent.withdrawn", "consent withdrawn"
     INTEGRATION_STATUS_CHANGED = "integration.status_changed", "integration status changed"
+    RECORDS_IMPORTED = "records.imported", "records imported (one event per chunk of a batch file)"
 
 
 class Event(models.Model):

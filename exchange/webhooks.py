@@ -22,7 +22,7 @@ from django.utils import timezone
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.errors import ApiError
 
-from .events import body_of, visible_to
+from .events import visible_body
 from .metrics import count_webhook
 from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription
 
@@ -121,14 +121,15 @@ def deliver(delivery_id, *, now=None, session=None):
             delivery.save(update_fields=["next_attempt_at"])
             return delivery.status
         # Consent, vertical and the integration's state, re-checked now (spec §4.3).
-        if not visible_to(delivery.event, subscription.integration):
+        body = visible_body(delivery.event, subscription.integration)
+        if body is None:
             _audit_attempt(delivery, subscription, AuditResult.DENIED, error="not visible to the subscriber at delivery time")
             return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
         try:
             check_target(subscription.url)
         except ApiError as exc:
             return _finish(delivery, DeliveryStatus.DEAD, str(exc.detail))
-        body = json.dumps(body_of(delivery.event), separators=(",", ":"))
+        body = json.dumps(body, separators=(",", ":"))
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",

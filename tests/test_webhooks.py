@@ -4,13 +4,16 @@ delivery, dead letters, endpoint disabling, and the pull feed."""
 import datetime
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from audit.models import Incident, IncidentKind
 from exchange import webhooks
-from exchange.models import Delivery, DeliveryStatus, Subscription
-from scp_core.models import ConsentStatus
+from exchange.batch import import_store, run_import
+from exchange.connectors import connector_run
+from exchange.models import Connector, Delivery, DeliveryStatus, Event, Subscription
 from lifecycle.consent import consent_record
+from scp_core.models import ConsentStatus
 
 from .conftest import make_person
 from .exchange_helpers import activate
@@ -151,3 +154,40 @@ def test_secret_rotation_signs_with_the_new_secret_only(api, setup):
     assert len(receiver.received) == 1
     listed = api.get("/api/v1/subscriptions/").json()
     assert all("secret" not in s for s in listed)
+
+
+def test_an_import_of_1000_rows_is_announced_by_chunk_events_delivered_signed(api, setup, staff, demo, tmp_path, settings):
+    """Bulk arrivals emit events as pushes do: one `records.imported` per chunk of the file
+    (at most ceil(rows / 2,000) per file), each signed; a person who withdrew before the
+    delivery is left out of what is delivered."""
+    settings.SCP_IMPORT_DIR = str(tmp_path)
+    partner, _person = setup
+    persons = [make_person(demo["ke"], f"BULK-{i}", [(demo["health"], ConsentStatus.GRANTED)]) for i in range(10)]
+    rows = "".join(f"{persons[i % 10].pk},BCG,{i + 1},2026-01-02\n" for i in range(1000))
+    with Receiver() as receiver:
+        _subscription, receiver.secret = _subscribe(api, partner, receiver.url, types=("records.imported",))
+        upload = SimpleUploadedFile("rows.csv", f"person_id,vaccine,dose,date\n{rows}".encode())
+        job = import_store(integration=partner.refresh(), vertical=demo["health"], record_type="immunization", upload=upload)
+        assert run_import(job.pk) == "completed"
+        events = Event.objects.filter(event_type="records.imported")
+        assert events.count() == 1 and len(events.get().data["records"]) == 1000
+        consent_record(person=persons[0], vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+        assert webhooks.deliver(Delivery.objects.get(event=events.get()).pk) == DeliveryStatus.DELIVERED
+    (_headers, payload), = receiver.received  # verified with the subscription's secret
+    delivered = payload["data"]["records"]
+    assert len(delivered) == 900 and str(persons[0].pk) not in {r["person_id"] for r in delivered}
+    assert payload["type"] == "records.imported" and payload["data"]["import_job"] == str(job.pk)
+
+
+def test_a_connector_announces_new_rows_as_created_and_changed_rows_as_updated(setup, demo, tmp_path):
+    partner, person = setup
+    source = tmp_path / "feed.csv"
+    connector = Connector.objects.create(integration=partner.integration, name="feed", adapter="csv_file",
+                                         source=str(source), vertical=demo["health"], record_type="immunization")
+    source.write_text(f"external_id,person_id,vaccine,dose,date\ne1,{person.pk},BCG,1,2026-01-02\n")
+    connector_run(connector)
+    connector_run(Connector.objects.get(pk=connector.pk))  # unchanged: nothing announced again
+    source.write_text(f"external_id,person_id,vaccine,dose,date\ne1,{person.pk},BCG,2,2026-01-02\n")
+    connector_run(Connector.objects.get(pk=connector.pk))
+    assert list(Event.objects.filter(event_type__startswith="record.").order_by("id").values_list("event_type", flat=True)) \
+        == ["record.created", "record.updated"]

@@ -66,10 +66,10 @@ class EventFeedView(GovernedAPIView):
             Event.objects.filter(tenant_id=integration.tenant_id, id__gt=cursor).select_related("vertical", "tenant")
             .order_by("id")[:limit]
         )
-        visible = [e for e in events if events_module.visible_to(e, integration)]
+        visible = [(e, body) for e in events if (body := events_module.visible_body(e, integration)) is not None]
         self.audit_details(events={"scanned": len(events), "returned": len(visible)})
         return Response({
-            "events": [{"id": e.id, **events_module.body_of(e)} for e in visible],
+            "events": [{"id": e.id, **body} for e, body in visible],
             "next_cursor": events[-1].id if events else cursor,
         })
 
