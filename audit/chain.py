@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
-from .signing import key_id, public_key_b64, sign
+from .signing import published_keys, sign, signing_key
 from .verifier.scp_audit_verify import GENESIS, checkpoint_message, link_hash, signature_valid
 
 PLATFORM_CHAIN = "_platform"
@@ -65,9 +65,10 @@ def chain_head(chain):
 
 
 def checkpoint(chain, seq, hash_, *, is_anchor=False):
+    key = signing_key()  # first: a key used for the first time is registered from now on
     signed_at = timezone.now().isoformat()
     return AuditCheckpoint.objects.create(
-        chain=chain, seq=seq, hash=hash_, signed_at=signed_at, key_id=key_id(),
+        chain=chain, seq=seq, hash=hash_, signed_at=signed_at, key_id=key.key_id,
         signature=sign(checkpoint_message(chain, seq, hash_, signed_at)), is_anchor=is_anchor,
     )
 
@@ -108,13 +109,21 @@ class ChainBroken(Exception):
         super().__init__(f"record {record_id} (seq {seq}): {reason}")
 
 
+def _signed_by_its_key(chain, point, keys):
+    """A valid signature by the key the checkpoint names, made within that key's period."""
+    key = keys.get(point.key_id)
+    if key is None or not key.in_use_at(datetime.datetime.fromisoformat(point.signed_at)):
+        return False
+    return signature_valid(key.public_key, checkpoint_message(chain, point.seq, point.hash, point.signed_at), point.signature)
+
+
 def verify_chain(chain, *, chunk=2000):
     """Verify the live chain from its anchor; returns the number of records checked or raises
     ChainBroken naming the first bad record."""
-    public_key = public_key_b64()
+    keys = published_keys()
     anchor = AuditCheckpoint.objects.filter(chain=chain, is_anchor=True).order_by("-seq").first()
     seq, prev = (anchor.seq, anchor.hash) if anchor else (0, GENESIS)
-    if anchor and not signature_valid(public_key, checkpoint_message(chain, anchor.seq, anchor.hash, anchor.signed_at), anchor.signature):
+    if anchor and not _signed_by_its_key(chain, anchor, keys):
         raise ChainBroken(None, anchor.seq, "the retention anchor's signature is invalid")
     checkpoints = {
         c.seq: c for c in AuditCheckpoint.objects.filter(chain=chain, seq__gt=seq, is_anchor=False)
@@ -138,8 +147,7 @@ def verify_chain(chain, *, chunk=2000):
                 raise ChainBroken(seal.record_id, seal.seq, "content does not match its hash (altered)")
             point = checkpoints.get(seal.seq)
             if point is not None:
-                message = checkpoint_message(chain, point.seq, point.hash, point.signed_at)
-                if point.hash != seal.hash or not signature_valid(public_key, message, point.signature):
+                if point.hash != seal.hash or not _signed_by_its_key(chain, point, keys):
                     raise ChainBroken(seal.record_id, seal.seq, "differs from the signed checkpoint")
             seq, prev = seal.seq, seal.hash
             last_record_id, last_sealed_at = max(last_record_id, seal.record_id), seal.sealed_at

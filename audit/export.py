@@ -12,7 +12,7 @@ from django.utils import timezone
 from .chain import PLATFORM_CHAIN, checkpoint_message, record_document, seal_chain
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
 from .services import AuditEvent, audit_record
-from .signing import key_id, public_key_b64, sign
+from .signing import key_id, public_key_b64, published_keys, sign
 from .verifier.scp_audit_verify import FORMAT, canonical_bytes
 
 
@@ -61,7 +61,8 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
             if progress:
                 progress(written, total)
     lo = (first_seq or 1) - 1
-    checkpoints = AuditCheckpoint.objects.filter(chain=chain, seq__gte=lo, seq__lte=last_seq or 0).order_by("seq")
+    checkpoints = list(AuditCheckpoint.objects.filter(chain=chain, seq__gte=lo, seq__lte=last_seq or 0).order_by("seq"))
+    keys = published_keys()
     closing_at = timezone.now().isoformat()
     manifest = {
         "format": FORMAT,
@@ -78,8 +79,16 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
         "records_sha256": digest.hexdigest(),
         "public_key": public_key_b64(),
         "key_id": key_id(),
+        # Every key that signed a checkpoint here (and the closing signature), with its period:
+        # regulators check them against the keys the operator published.
+        "keys": [
+            {"key_id": k.key_id, "public_key": k.public_key, "from": k.first_used_at.isoformat(),
+             "until": k.retired_at.isoformat() if k.retired_at else None}
+            for k in keys.values() if k.key_id in {c.key_id for c in checkpoints} | {key_id()}
+        ],
         "checkpoints": [
-            {"seq": c.seq, "hash": c.hash, "signed_at": c.signed_at, "signature": c.signature, "anchor": c.is_anchor}
+            {"seq": c.seq, "hash": c.hash, "signed_at": c.signed_at, "signature": c.signature, "anchor": c.is_anchor,
+             "key_id": c.key_id}
             for c in checkpoints
         ],
         "closing_signature": {

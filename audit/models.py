@@ -19,6 +19,7 @@ class AuditEvent(models.TextChoices):
     CONNECTOR_RUN = "connector.run", "connector pull"
     AUDIT_PURGED = "audit.purged", "audit segments purged by retention"
     AUDIT_VERIFY_FAILED = "audit.verify_failed", "audit verification failed"
+    AUDIT_KEY_ROTATED = "audit.key_rotated", "audit signing key rotated"
     ROLE_CHANGED = "governance.role_changed", "governance role granted or revoked"
     TENANT_SETTINGS_CHANGED = "tenant.settings_changed", "tenant settings changed"
     CONNECTOR_CONFIGURED = "connector.configured", "connector configured"
@@ -130,6 +131,19 @@ class AuditSeal(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_seal_chain_seq_unique")]
+
+
+class AuditSigningKey(models.Model):
+    """A key that signs checkpoints, as published to regulators, with the period it signed
+    for: a checkpoint verifies only with the key it names, signed within that key's period."""
+
+    key_id = models.CharField(max_length=16, primary_key=True)
+    public_key = models.CharField(max_length=64)
+    first_used_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    def in_use_at(self, moment):
+        return self.first_used_at <= moment and (self.retired_at is None or moment <= self.retired_at)
 
 
 class AuditCheckpoint(models.Model):

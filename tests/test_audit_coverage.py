@@ -126,3 +126,44 @@ def test_the_platform_chain_is_exported_verified_and_retained_like_a_tenants(tmp
     assert purge_platform(now=timezone.now() + datetime.timedelta(days=2)) >= 3
     assert not platform.exists()
     call_command("audit_verify", "--platform")
+
+
+def test_a_chain_signed_before_and_after_a_key_rotation_verifies_with_both_keys_and_with_neither_alone(
+        tmp_path, settings, demo):
+    from audit.chain import seal_chain
+    from audit.services import audit_record
+    from audit.signing import RetiredKey, public_key_b64
+
+    def write(n):
+        for i in range(n):
+            audit_record(event_type=AuditEvent.API_REQUEST, tenant=demo["ke"], actor=f"client-{i}", status_code=200)
+
+    write(3)
+    seal_chain("ke")
+    old_key = public_key_b64()
+    key_file = tmp_path / "new-audit-key"
+    call_command("audit_rotate_key", "--new-key-file", str(key_file))
+    assert AuditRecord.objects.filter(event_type=AuditEvent.AUDIT_KEY_ROTATED).exists()
+    write(1)
+    with pytest.raises(RetiredKey):  # until the restart, the retired key signs nothing
+        seal_chain("ke")
+    settings.SCP_AUDIT_SIGNING_KEY = key_file.read_text().strip()  # "restarted" with the new key
+    new_key = public_key_b64()
+    assert new_key != old_key
+    write(2)
+    out = tmp_path / "ke"
+    call_command("audit_export", "--tenant", "ke", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {c["key_id"] for c in manifest["checkpoints"]} == {k["key_id"] for k in manifest["keys"]}
+    assert len(manifest["keys"]) == 2
+
+    def standalone(*keys):
+        args = [arg for key in keys for arg in ("--public-key", key)]
+        return subprocess.run([sys.executable, "-I", str(VERIFIER), str(out), *args], capture_output=True, text=True)
+
+    assert standalone(old_key, new_key).returncode == 0
+    for alone in (old_key, new_key):
+        result = standalone(alone)
+        assert result.returncode == 1 and "not among the published keys" in result.stdout
+    call_command("audit_verify", str(out))
+    call_command("audit_verify", "--tenant", "ke")

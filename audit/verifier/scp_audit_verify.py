@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Verify an SCP Integration Layer audit export, offline, without trusting the operator.
 
-    python scp_audit_verify.py EXPORT_DIR [--public-key BASE64]
+    python scp_audit_verify.py EXPORT_DIR [--public-key BASE64 ...]
 
 EXPORT_DIR holds `records.jsonl` and `manifest.json` as written by `manage.py audit_export`.
 Needs only the Python standard library and `cryptography` (for Ed25519). Exit status 0 when the
@@ -10,10 +10,13 @@ export verifies; 1 when it does not, naming the first bad record; 2 on unusable 
 What is checked: every record's hash is SHA-256 over the previous hash and the record's
 canonical JSON; sequence numbers follow each other; the first record links to a signed
 checkpoint (or to the genesis hash); every checkpoint and the export's closing signature are
-valid Ed25519 signatures, by the published key, over hashes the chain reproduces.
+valid Ed25519 signatures, over hashes the chain reproduces, each by the published key it names
+(after a key rotation, give every key in use over the export's period) and made within that
+key's period.
 """
 import argparse
 import base64
+import datetime
 import hashlib
 import json
 import sys
@@ -60,8 +63,18 @@ def _describe(line_no, entry):
     return f"record {rid} (line {line_no}, seq {entry.get('seq', '?')})"
 
 
+def key_id_of(public_key_b64):
+    return hashlib.sha256(public_key_b64.encode()).hexdigest()[:16]
+
+
+def _moment(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def verify_export(directory, public_key=None):
-    """Return a summary dict; raise Failure naming the first bad record."""
+    """Return a summary dict; raise Failure naming the first bad record. `public_key`: the
+    operator's published key, or a list of them (one per key period after rotations); by
+    default the keys the manifest names (which proves only that the export is consistent)."""
     directory = Path(directory)
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
@@ -70,14 +83,22 @@ def verify_export(directory, public_key=None):
         raise Failure(f"unreadable export: {exc}") from exc
     if manifest.get("format") != FORMAT:
         raise Failure(f"unknown export format {manifest.get('format')!r}")
-    key = public_key or manifest["public_key"]
-    if public_key and public_key != manifest["public_key"]:
-        raise Failure("the manifest names another signing key than the published one")
+    given = [public_key] if isinstance(public_key, str) else list(public_key or [])
+    named = manifest.get("keys") or [{"key_id": manifest["key_id"], "public_key": manifest["public_key"]}]
+    keyring = {key_id_of(k): k for k in given} if given else {k["key_id"]: k["public_key"] for k in named}
+    periods = {k["key_id"]: (k.get("from"), k.get("until")) for k in named}
     chain = manifest["chain"]
     checkpoints = {c["seq"]: c for c in manifest["checkpoints"]}
     for c in manifest["checkpoints"]:
-        if not signature_valid(key, checkpoint_message(chain, c["seq"], c["hash"], c["signed_at"]), c["signature"]):
+        kid = c.get("key_id", manifest["key_id"])
+        if kid not in keyring:
+            raise Failure(f"checkpoint at seq {c['seq']} is signed by key {kid}, which is not among the published keys")
+        if not signature_valid(keyring[kid], checkpoint_message(chain, c["seq"], c["hash"], c["signed_at"]), c["signature"]):
             raise Failure(f"checkpoint at seq {c['seq']} has an invalid signature")
+        start, end = periods.get(kid, (None, None))
+        signed_at = _moment(c["signed_at"])
+        if (start and signed_at < _moment(start)) or (end and signed_at > _moment(end)):
+            raise Failure(f"checkpoint at seq {c['seq']} was signed outside the period of key {kid}")
 
     first_seq = manifest["first_seq"]
     if first_seq == 1:
@@ -116,7 +137,10 @@ def verify_export(directory, public_key=None):
         raise Failure("the last record's hash differs from the manifest's")
     closing = manifest["closing_signature"]
     message = checkpoint_message(chain, manifest["last_seq"], manifest["last_hash"], closing["signed_at"])
-    if not signature_valid(key, message, closing["signature"]):
+    closing_key = keyring.get(manifest["key_id"])
+    if closing_key is None:
+        raise Failure(f"the export is closed by key {manifest['key_id']}, which is not among the published keys")
+    if not signature_valid(closing_key, message, closing["signature"]):
         raise Failure("the export's closing signature is invalid (records changed at the end?)")
     return {"chain": chain, "records": count, "first_seq": first_seq, "last_hash": last_hash}
 
@@ -124,7 +148,9 @@ def verify_export(directory, public_key=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir")
-    parser.add_argument("--public-key", help="the operator's published Ed25519 key (base64); default: the manifest's")
+    parser.add_argument("--public-key", action="append",
+                        help="a published Ed25519 key of the operator (base64); give each key in use over the "
+                             "export's period (after a rotation, the old and the new); default: the manifest's")
     args = parser.parse_args(argv)
     if not Path(args.export_dir, "manifest.json").exists():
         print(f"error: {args.export_dir} holds no manifest.json", file=sys.stderr)
