@@ -49,7 +49,8 @@ def _records_of(chain):
     return qs.filter(tenant__isnull=True) if chain == PLATFORM_CHAIN else qs.filter(tenant__code=chain)
 
 
-def _lock(chain):
+def lock_chain(chain):
+    """The per-chain advisory lock (for the transaction): one sealer, purge or key rotation at a time."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5C9A, zlib.crc32(chain.encode()) & 0x7FFFFFFF])
@@ -78,7 +79,7 @@ def seal_chain(chain):
     sealed = 0
     while True:
         with transaction.atomic():
-            _lock(chain)
+            lock_chain(chain)
             seq, prev = chain_head(chain)
             pending = list(_records_of(chain).filter(seal__isnull=True).order_by("id")[: settings.SCP_AUDIT_SEAL_BATCH])
             if not pending:

@@ -10,9 +10,9 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from .chain import PLATFORM_CHAIN, checkpoint_message, record_document, seal_chain
-from .models import AuditCheckpoint, AuditRecord, AuditSeal
+from .models import AuditCheckpoint, AuditRecord, AuditSeal, AuditSigningKey
 from .services import AuditEvent, audit_record
-from .signing import key_id, public_key_b64, published_keys, sign
+from .signing import key_id, public_key_b64, register_current_key, sign
 from .verifier.scp_audit_verify import FORMAT, canonical_bytes
 
 
@@ -62,7 +62,9 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
                 progress(written, total)
     lo = (first_seq or 1) - 1
     checkpoints = list(AuditCheckpoint.objects.filter(chain=chain, seq__gte=lo, seq__lte=last_seq or 0).order_by("seq"))
-    keys = published_keys()
+    register_current_key()
+    signers = {c.key_id for c in checkpoints} | {key_id()}
+    keys = {k.key_id: k for k in AuditSigningKey.objects.filter(key_id__in=signers)}  # the register's facts
     closing_at = timezone.now().isoformat()
     manifest = {
         "format": FORMAT,
@@ -84,7 +86,7 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
         "keys": [
             {"key_id": k.key_id, "public_key": k.public_key, "from": k.first_used_at.isoformat(),
              "until": k.retired_at.isoformat() if k.retired_at else None}
-            for k in keys.values() if k.key_id in {c.key_id for c in checkpoints} | {key_id()}
+            for k in keys.values()
         ],
         "checkpoints": [
             {"seq": c.seq, "hash": c.hash, "signed_at": c.signed_at, "signature": c.signature, "anchor": c.is_anchor,

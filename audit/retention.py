@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .chain import PLATFORM_CHAIN, _lock, checkpoint, seal_chain
+from .chain import PLATFORM_CHAIN, checkpoint, lock_chain, seal_chain
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
 from .services import AuditEvent, audit_record
 
@@ -29,7 +29,7 @@ def _purge(chain, tenant, retention_days, *, now=None):
     cutoff = now - datetime.timedelta(days=retention_days)
     seal_chain(chain)
     with transaction.atomic():
-        _lock(chain)
+        lock_chain(chain)
         # A segment ends at a checkpoint; purge up to the newest checkpoint whose records
         # are all older than the cutoff, so only whole segments go.
         newest_young = AuditSeal.objects.filter(chain=chain, record__occurred_at__gte=cutoff).order_by("seq").first()

@@ -4,14 +4,13 @@ import base64
 import hashlib
 from functools import lru_cache
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import AuditCheckpoint, AuditSigningKey
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.conf import settings
 
 
 @lru_cache(maxsize=4)
@@ -67,7 +66,17 @@ def signing_key():
     return key
 
 
+def trusted_public_keys():
+    """The public keys verification trusts: the configured signing key's and the earlier keys
+    the operator published (SCP_AUDIT_PUBLISHED_KEYS). Taken from the configuration, never
+    from the database: someone who can write the database cannot add a key of their own."""
+    return [public_key_b64(), *settings.SCP_AUDIT_PUBLISHED_KEYS]
+
+
 def published_keys():
-    """{key_id: AuditSigningKey} of every key that has signed, the current one included."""
+    """{key_id: AuditSigningKey} of the trusted keys, each with the period it was in use (the
+    register's); a register row whose key is not trusted, or whose public key differs from the
+    trusted one of its id, is left out, so its checkpoints do not verify."""
     register_current_key()
-    return {k.key_id: k for k in AuditSigningKey.objects.all()}
+    trusted = {key_id_of(public): public for public in trusted_public_keys()}
+    return {k.key_id: k for k in AuditSigningKey.objects.filter(key_id__in=trusted) if trusted[k.key_id] == k.public_key}

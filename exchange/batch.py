@@ -122,7 +122,7 @@ def cast_cell(value, json_type):
             return float(value)
         if json_type == "boolean":
             return {"true": True, "false": False}.get(value.lower(), value)
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):  # a short row's missing cell is None
         pass
     return value
 
@@ -292,7 +292,8 @@ def import_resume(job):
         raise ApiError(409, "invalid_transition", "The import is already completed.")
     if job.status == ImportStatus.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
         raise ApiError(409, "invalid_transition", "The import is running.")
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED)
+    # A resume is a fresh start for the retry rules: its attempts and last error are reset.
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED, attempts=0, error="")
     from .tasks import enqueue_after_commit, run_import_task
 
     enqueue_after_commit(run_import_task, job.pk)

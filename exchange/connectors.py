@@ -8,8 +8,13 @@ degraded, retried with exponential backoff, and the last good data is kept.
 """
 import csv
 import datetime
+import itertools
+import json
+import logging
+from pathlib import Path
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,6 +29,7 @@ from .scope import DataScope, refusal
 from .validation import validator_for
 from .webhooks import check_target
 
+logger = logging.getLogger(__name__)
 BACKOFF_BASE = datetime.timedelta(seconds=30)
 BACKOFF_MAX = datetime.timedelta(hours=1)
 
@@ -46,15 +52,20 @@ def _json_https(connector):
     except ApiError as exc:
         raise SchemaDrift([{"row": None, "message": f"source refused: {exc.detail}"}]) from exc
     try:
-        response = requests.get(connector.source, timeout=15, allow_redirects=False)
+        response = requests.get(connector.source, timeout=15, allow_redirects=False, stream=True)
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise PartnerUnavailable(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise SchemaDrift([{"row": None, "message": f"unexpected HTTP {response.status_code}"}])
+        content = b""
+        for piece in response.iter_content(64 * 1024):  # bounded: a partner cannot exhaust memory
+            content += piece
+            if len(content) > settings.SCP_CONNECTOR_MAX_BYTES:
+                raise SchemaDrift([{"row": None, "message": f"more than {settings.SCP_CONNECTOR_MAX_BYTES} bytes"}])
     except requests.RequestException as exc:
         raise PartnerUnavailable(exc.__class__.__name__) from exc
-    if response.status_code >= 500 or response.status_code in (408, 429):
-        raise PartnerUnavailable(f"HTTP {response.status_code}")
-    if response.status_code != 200:
-        raise SchemaDrift([{"row": None, "message": f"unexpected HTTP {response.status_code}"}])
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError as exc:
         raise SchemaDrift([{"row": None, "message": "the response is not JSON"}]) from exc
     rows = body.get("records") if isinstance(body, dict) else body
@@ -63,12 +74,25 @@ def _json_https(connector):
     return rows
 
 
+def file_source_allowed(source):
+    """CSV drops are read only from SCP_CONNECTOR_FILES_DIR: a connector cannot be pointed at
+    another tenant's files, the server's own, or a device."""
+    root = Path(settings.SCP_CONNECTOR_FILES_DIR).resolve()
+    return Path(source).resolve().is_relative_to(root)
+
+
 def _csv_file(connector, types):
+    if not file_source_allowed(connector.source):
+        raise SchemaDrift([{"row": None, "message": "source refused: outside the connector files directory"}])
     try:
         with open(connector.source, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = list(itertools.islice(csv.DictReader(handle), settings.SCP_CONNECTOR_MAX_ROWS + 1))
     except OSError as exc:
         raise PartnerUnavailable(f"file not readable: {exc.strerror}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SchemaDrift([{"row": None, "message": f"not a readable UTF-8 CSV file: {exc.__class__.__name__}"}]) from exc
+    if len(rows) > settings.SCP_CONNECTOR_MAX_ROWS:
+        raise SchemaDrift([{"row": None, "message": f"more than {settings.SCP_CONNECTOR_MAX_ROWS} rows"}])
     return [{k: cast_cell(v, types.get(k)) for k, v in row.items()} for row in rows]
 
 
@@ -196,6 +220,14 @@ def _drift(connector, drift, now):
 
 
 def run_due(now=None):
+    """Run every due connector; one that fails unexpectedly is marked failing (audited, retried
+    at its interval) and never stops the others."""
     now = now or timezone.now()
-    due = Connector.objects.select_related("integration__tenant", "vertical").filter(next_run_at__lte=now)
-    return {str(c.pk): connector_run(c, now=now) for c in due}
+    outcome = {}
+    for connector in Connector.objects.select_related("integration__tenant", "vertical").filter(next_run_at__lte=now):
+        try:
+            outcome[str(connector.pk)] = connector_run(connector, now=now)
+        except Exception as exc:  # noqa: BLE001 -- isolate each connector; recorded below
+            logger.exception("connector %s failed", connector.pk)
+            outcome[str(connector.pk)] = _drift(connector, SchemaDrift([{"row": None, "message": f"{exc.__class__.__name__}: {exc}"[:300]}]), now)
+    return outcome

@@ -7,6 +7,8 @@ import io
 import itertools
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -65,25 +67,37 @@ def _rows_text(rows, fields, file_format, header=False):
     return text.getvalue().encode("utf-8")
 
 
+def _resume_from(job, path):
+    """Copy what the previous attempt committed (up to its checkpoint) into this attempt's
+    files; False when there is nothing to resume from. Each attempt writes files of its own, so
+    a worker that was given up on, but still runs, cannot write into the files of the next."""
+    if job.last_person_id is None or not job.file_path:
+        return False
+    previous = Path(job.file_path)
+    if not previous.exists() or not _ids_path(previous).exists():
+        return False
+    for source, target, size in ((previous, path, job.file_bytes), (_ids_path(previous), _ids_path(path), job.ids_bytes)):
+        with source.open("rb") as src, target.open("wb") as dst:
+            shutil.copyfileobj(io.BytesIO(src.read(size)), dst)
+    if previous != path:
+        previous.unlink(missing_ok=True)
+        _ids_path(previous).unlink(missing_ok=True)
+    return True
+
+
 def _run_export(job_id, chunk, progress):
     job = ExportJob.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
-    integration = job.integration
+    integration, attempt = job.integration, job.attempts
+    mine = ExportJob.objects.filter(pk=job.pk, attempts=attempt)  # still this attempt's job?
     started = job.started_at
     fields = DataScope.of(integration, job.vertical, at=started).person_fields
     directory = Path(settings.SCP_EXPORT_DIR) / "exchange"
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{job.pk}.{job.file_format}"
-    # Resume from the checkpoint: the files are cut back to what the last committed chunk
-    # wrote (a chunk written after it, by a worker that died, is written again).
-    resuming = job.last_person_id is not None and path.exists() and _ids_path(path).exists()
+    path = directory / f"{job.pk}.{attempt}.{job.file_format}"
+    resuming = _resume_from(job, path)
     written, excluded, last_id = (job.rows_written, list(job.excluded_ids), job.last_person_id) if resuming else (0, [], None)
-    with path.open("r+b" if resuming else "wb") as out, _ids_path(path).open("r+b" if resuming else "wb") as ids_out:
-        if resuming:
-            out.truncate(job.file_bytes)
-            ids_out.truncate(job.ids_bytes)
-            out.seek(job.file_bytes)
-            ids_out.seek(job.ids_bytes)
-        elif job.file_format == "csv":
+    with path.open("ab" if resuming else "wb") as out, _ids_path(path).open("ab" if resuming else "wb") as ids_out:
+        if not resuming and job.file_format == "csv":
             out.write(_rows_text([], fields, "csv", header=True))
         while True:
             # The scope is built anew per chunk from the integration as stored now, so a
@@ -102,33 +116,48 @@ def _run_export(job_id, chunk, progress):
             consenting_then = DataScope.of(integration, job.vertical, at=started).consenting(ids)
             consenting_now = data_scope.consenting(ids)
             excluded.extend(sorted(consenting_then - consenting_now))
-            persons = list(data_scope.persons().filter(pk__in=ids).order_by("pk").only(*{"id", *fields}))
-            out.write(_rows_text([data_scope.minimize_person(p) for p in persons], fields, job.file_format))
-            ids_out.write("".join(f"{p.pk}\n" for p in persons).encode())
-            out.flush()
-            ids_out.flush()
-            written += len(persons)
-            ExportJob.objects.filter(pk=job.pk).update(
-                rows_written=written, rows_excluded=len(excluded), excluded_ids=excluded, last_person_id=last_id,
-                file_bytes=out.tell(), ids_bytes=ids_out.tell(), heartbeat_at=timezone.now())
+            # Each row's bytes and where they lie, so the download re-checks each row whatever
+            # it holds (a CSV cell may span lines).
+            index = []
+            for person in data_scope.persons().filter(pk__in=ids).order_by("pk").only(*{"id", *fields}):
+                row = _rows_text([data_scope.minimize_person(person)], fields, job.file_format)
+                index.append(f"{person.pk} {out.tell()} {len(row)}\n")
+                out.write(row)
+            ids_out.write("".join(index).encode())
+            for handle in (out, ids_out):
+                handle.flush()
+                os.fsync(handle.fileno())
+            written += len(index)
+            if not mine.update(rows_written=written, rows_excluded=len(excluded), excluded_ids=excluded,
+                               last_person_id=last_id, file_path=str(path), file_bytes=out.tell(),
+                               ids_bytes=ids_out.tell(), heartbeat_at=timezone.now()):
+                return _lost(path)
             if progress:
                 progress(written)
     finished = timezone.now()
     with transaction.atomic():
-        ExportJob.objects.filter(pk=job.pk).update(
+        if not mine.filter(status=ImportStatus.RUNNING).update(
             status=ImportStatus.COMPLETED, file_path=str(path), finished_at=finished, rows_written=written,
             rows_excluded=len(excluded), error="",
             expires_at=finished + datetime.timedelta(hours=settings.SCP_EXPORT_TTL_HOURS),
-        )
+        ):
+            return _lost(path)
         audit_record(
             event_type=AuditEvent.BATCH_EXPORT, tenant=integration.tenant, integration=integration,
             actor=integration.auth_client_id, client_id=integration.auth_client_id, verticals=[job.vertical.code],
             details={"job": str(job.pk), "rows": written, "data_categories": sorted(fields),
-                     "consent": {"excluded_during_export": sorted(excluded)}, "attempts": job.attempts},
+                     "consent": {"excluded_during_export": sorted(excluded)}, "attempts": attempt},
         )
     count_batch_rows(integration=integration, kind="export", outcome="written", rows=written)
     count_batch_rows(integration=integration, kind="export", outcome="excluded", rows=len(excluded))
     return ImportStatus.COMPLETED
+
+
+def _lost(path):
+    """Another worker took the job over (this one was given up on): stop, and leave nothing."""
+    path.unlink(missing_ok=True)
+    _ids_path(path).unlink(missing_ok=True)
+    return "lost the job"
 
 
 def _fail(job, path, denied, written):
@@ -139,7 +168,7 @@ def _fail(job, path, denied, written):
     reason = f"{denied.code}: {denied.detail}"
     with transaction.atomic():
         ExportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, finished_at=timezone.now(), error=reason,
-                                                   rows_written=written)
+                                                   rows_written=written, file_path="")
         audit_record(
             event_type=AuditEvent.BATCH_EXPORT, result=AuditResult.DENIED, tenant=job.integration.tenant,
             integration=job.integration, actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id,
@@ -147,6 +176,15 @@ def _fail(job, path, denied, written):
             details={"job": str(job.pk), "stopped": reason, "rows_before_stop": written},
         )
     return ImportStatus.FAILED
+
+
+def _index(ids_file, chunk):
+    """The export's row index in chunks: [(person id, offset, length)]."""
+    while lines := list(itertools.islice(ids_file, chunk)):
+        rows = [line.split() for line in lines]
+        if any(len(row) != 3 for row in rows):
+            raise ApiError(409, "invalid_transition", "This export cannot be re-checked against consent; request a new export.")
+        yield [(pid, int(offset), int(length)) for pid, offset, length in rows]
 
 
 def stream_download(job, *, chunk=CHUNK):
@@ -159,19 +197,23 @@ def stream_download(job, *, chunk=CHUNK):
         raise ApiError(409, "invalid_transition", "This export cannot be re-checked against consent; request a new export.")
     excluded = set()
     with _ids_path(path).open() as ids:
-        while lines := [line.strip() for line in itertools.islice(ids, chunk)]:
-            excluded |= set(lines) - data_scope.consenting(lines)
+        for rows in _index(ids, chunk):
+            pids = {pid for pid, _offset, _length in rows}
+            excluded |= pids - data_scope.consenting(pids)
 
-    def rows():
+    def content():
+        position = 0
         with path.open("rb") as data, _ids_path(path).open() as ids:
-            if job.file_format == "csv":
-                yield data.readline()
-            for person_id in ids:
-                line = data.readline()
-                if person_id.strip() not in excluded:
-                    yield line
+            for rows in _index(ids, chunk):
+                for pid, offset, length in rows:
+                    if offset > position:  # what precedes the rows: the CSV header
+                        yield data.read(offset - position)
+                    row = data.read(length)
+                    position = offset + length
+                    if pid not in excluded:
+                        yield row
 
-    return rows(), sorted(excluded)
+    return content(), sorted(excluded)
 
 
 def expire_exports(now=None):

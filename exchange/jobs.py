@@ -5,11 +5,14 @@ with some reason it is tried again; the second time with the same reason, or onc
 been abandoned too often, it ends `failed` with that reason for the partner, the portal and
 the compliance view to see."""
 import datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from audit.services import AuditEvent, AuditResult, audit_record
 
 from .models import ExportJob, ImportJob, ImportStatus
 
@@ -32,7 +35,20 @@ def claim(model, job_id):
 
 
 def finish_failed(model, job_id, reason):
+    """End a job failed, audited with what it had done; an export's partial files go."""
     model.objects.filter(pk=job_id).update(status=ImportStatus.FAILED, finished_at=timezone.now(), error=reason[:2000])
+    job = model.objects.select_related("integration__tenant", "vertical").get(pk=job_id)
+    done = {"rows_done": job.rows_done, "rows_failed": job.rows_failed} if model is ImportJob else {"rows_written": job.rows_written}
+    audit_record(
+        event_type=AuditEvent.BATCH_IMPORT if model is ImportJob else AuditEvent.BATCH_EXPORT, result=AuditResult.FAILURE,
+        tenant=job.integration.tenant, integration=job.integration, actor=job.integration.auth_client_id,
+        client_id=job.integration.auth_client_id, verticals=[job.vertical.code], error_code="job_failed",
+        details={"job": str(job.pk), "failed": reason[:300], "attempts": job.attempts, **done},
+    )
+    if model is ExportJob and job.file_path:
+        Path(job.file_path).unlink(missing_ok=True)
+        Path(job.file_path + ".ids").unlink(missing_ok=True)
+        model.objects.filter(pk=job_id).update(file_path="")
 
 
 def fail_or_retry(model, job_id, reason):

@@ -1,6 +1,9 @@
 """Services for the governed configuration that the portal edits besides integrations: role
 assignments, tenant settings and connectors. Each checks who may act, writes the change, its
 history entry and its audit record in one transaction; the admin screens call these only."""
+from pathlib import Path
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.forms.models import model_to_dict
@@ -69,8 +72,9 @@ def tenant_save(*, actor, tenant, request_id=""):
 CONNECTOR_FIELDS = ["integration", "name", "adapter", "source", "vertical", "record_type", "every_seconds"]
 
 
-def connector_save(*, actor, connector, request_id=""):
-    """Create or change a connector (an unsaved instance, or one with changed fields)."""
+def connector_check(*, actor, connector):
+    """Raise ValidationFailedError (or PermissionDeniedError) unless `actor` may save this
+    connector as it is; returns its integration. The admin's form asks it before saving."""
     integration = Integration.objects.visible_to(roles_of(actor)).filter(pk=connector.integration_id).first()
     if integration is None:
         raise ValidationFailedError("No such integration.", errors=[{"field": "integration", "message": "not found"}])
@@ -78,6 +82,16 @@ def connector_save(*, actor, connector, request_id=""):
     if connector.vertical.code not in integration.vertical_codes():
         raise ValidationFailedError("The connector's vertical is not one of the integration's verticals.",
                                     errors=[{"field": "vertical", "message": "not declared by the integration"}])
+    if connector.adapter == "csv_file" and not Path(connector.source).resolve().is_relative_to(
+            Path(settings.SCP_CONNECTOR_FILES_DIR).resolve()):
+        raise ValidationFailedError("A CSV connector reads only from the connector files directory.",
+                                    errors=[{"field": "source", "message": f"must be under {settings.SCP_CONNECTOR_FILES_DIR}"}])
+    return integration
+
+
+def connector_save(*, actor, connector, request_id=""):
+    """Create or change a connector (an unsaved instance, or one with changed fields)."""
+    integration = connector_check(actor=actor, connector=connector)
     adding = connector._state.adding
     _validated(connector)
     with transaction.atomic():

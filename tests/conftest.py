@@ -37,6 +37,12 @@ def _fresh_authentication_failure_counters():
         pass  # Redis is down (an outage test stopped it): nothing is counted either
 
 
+@pytest.fixture(autouse=True)
+def _connector_files_in_the_tests_own_folder(settings, tmp_path):
+    """CSV connectors read only below SCP_CONNECTOR_FILES_DIR: each test's own folder."""
+    settings.SCP_CONNECTOR_FILES_DIR = str(tmp_path)
+
+
 @pytest.fixture
 def demo(db):
     """Reference data of the contract (tenants, verticals, partner, template, staff users)."""

@@ -222,7 +222,7 @@ def test_group_by_only_over_fields_the_integration_may_read(api, staff, demo, ke
 # --- governed admin screens write through services ---------------------------------------------
 
 
-def test_role_assignments_connectors_and_tenant_settings_are_audited_with_history(client, staff, demo, partner):
+def test_role_assignments_connectors_and_tenant_settings_are_audited_with_history(client, staff, demo, partner, tmp_path):
     client.force_login(staff["root"])
     response = client.post(reverse("admin:lifecycle_roleassignment_add"),
                            {"user": staff["auditor"].pk, "role": Role.TENANT_ADMIN, "tenant": demo["ke"].pk})
@@ -240,7 +240,7 @@ def test_role_assignments_connectors_and_tenant_settings_are_audited_with_histor
 
     client.force_login(staff["ke-admin"])
     response = client.post(reverse("admin:exchange_connector_add"), {
-        "integration": partner.integration.pk, "name": "clinic feed", "adapter": "csv_file", "source": "/tmp/x.csv",
+        "integration": partner.integration.pk, "name": "clinic feed", "adapter": "csv_file", "source": str(tmp_path / "x.csv"),
         "vertical": demo["health"].pk, "record_type": "immunization", "every_seconds": "3600"})
     assert response.status_code == 302, response.content[-2000:]
     connector = Connector.objects.get(name="clinic feed")
@@ -269,3 +269,68 @@ def test_the_governance_api_takes_only_staff_access_tokens_issued_for_it(api, st
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
         response = api.get("/api/v1/governance/integrations/")
         assert response.status_code == 401 and response.json()["code"] == "token_invalid"
+
+
+# --- found by an attacker's review of the change ------------------------------------------------
+
+
+def test_group_by_is_refused_over_a_masked_field(api, staff, demo, keycloak_clients):
+    """Cell labels would unmask a masked field: a hashed district counted per cell, matched to
+    the hashes of the persons' list, gives the hashes back their names."""
+    v1 = DataContractVersion.objects.get(contract__slug="health-records-basic", version=1)
+    hashed = DataContractVersion.objects.create(
+        contract=DataContract.objects.get(slug="health-records-basic"), version=3,
+        read_fields={"health": {**v1.read_fields["health"], "district": "hash"}}, write_schemas=v1.write_schemas)
+    token = _activate_reviewed(staff, demo, keycloak_clients, approved_fields=[], data_contract=hashed)
+    denied = _get(api, token, "/api/v1/aggregates/?vertical=health&group_by=district")
+    assert denied.status_code == 403 and denied.json()["code"] == "permission_denied"
+    assert _get(api, token, "/api/v1/aggregates/?vertical=health&group_by=birth_year").status_code == 200  # year: allowed
+
+
+def test_a_csv_export_whose_cells_span_lines_is_still_filtered_row_by_row(api, partner, staff, demo, tmp_path, settings):
+    settings.SCP_EXPORT_DIR = str(tmp_path)
+    persons = [make_person(demo["ke"], f"NL-{i}", [(demo["health"], GRANTED)], given_name="Multi\nLine",
+                           family_name=f"Row{i}") for i in range(4)]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    job_id = api.post("/api/v1/exports/", {"vertical": "health", "format": "csv"}, format="json").json()["id"]
+    run_export(job_id)
+    consent_record(person=persons[1], vertical=demo["health"], status=WITHDRAWN, actor=staff["ke-admin"])
+    body = b"".join(api.get(f"/api/v1/exports/{job_id}/download/").streaming_content).decode()
+    assert "Row1" not in body and str(persons[1].pk) not in body
+    assert all(f"Row{i}" in body and str(persons[i].pk) in body for i in (0, 2, 3))
+
+
+def test_job_endpoints_hold_to_the_token_verticals(api, partner, demo):
+    """A job in a vertical the token does not carry is refused like any mis-scoped request."""
+    job = ExportJob.objects.create(integration=partner.integration, vertical=demo["education"], file_format="csv")
+    response = _get(api, partner.token, f"/api/v1/exports/{job.pk}/")
+    assert response.status_code == 403 and response.json()["code"] == "vertical_not_permitted"
+
+
+def test_one_broken_connector_does_not_stop_the_others(partner, demo, tmp_path):
+    from exchange.connectors import run_due
+
+    (tmp_path / "bad.csv").write_bytes(b"external_id,person_id,vaccine,dose,date\n\xff\xfe,x\n")
+    person = make_person(demo["ke"], "CONN-OK", [(demo["health"], GRANTED)])
+    (tmp_path / "good.csv").write_text(f"external_id,person_id,vaccine,dose,date\ne1,{person.pk},BCG,1,2026-01-02\n")
+    for name in ("bad", "good"):
+        Connector.objects.create(integration=partner.integration, name=name, adapter="csv_file",
+                                 source=str(tmp_path / f"{name}.csv"), vertical=demo["health"], record_type="immunization")
+    outcome = run_due()
+    assert sorted(outcome.values()) == ["failing", "healthy"]
+    assert VerticalRecord.objects.filter(person=person).count() == 1
+    outside = Connector.objects.create(integration=partner.integration, name="etc", adapter="csv_file", source="/etc/passwd",
+                                       vertical=demo["health"], record_type="immunization")
+    assert connector_run(outside) == "failing"  # a source outside the connector files directory is refused
+
+
+def test_an_autocomplete_lookup_of_persons_is_audited(client, staff, demo):
+    person = make_person(demo["ke"], "AC-1", [(demo["health"], GRANTED)], family_name="Lookedup")
+    client.force_login(staff["ke-admin"])
+    response = client.get("/admin/autocomplete/", {"app_label": "scp_core", "model_name": "consent",
+                                                   "field_name": "person", "term": "Lookedup"})
+    if response.status_code == 200 and b"Lookedup" in response.content:
+        viewed = AuditRecord.objects.filter(event_type=AuditEvent.PORTAL_PERSON_VIEWED, details__screen="person autocomplete")
+        assert viewed.exists() and str(person.pk) in viewed.get().details["persons"]
+    else:  # the lookup is not offered at all: nothing shown, nothing to record
+        assert b"Lookedup" not in response.content

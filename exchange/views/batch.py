@@ -64,8 +64,11 @@ class ImportCreateView(GovernedAPIView):
 
 class _ImportJobView(GovernedAPIView):
     def job(self, job_id):
-        """Only the integration's own jobs: another's id is not found."""
-        return self.in_scope_or_404(ImportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
+        """Only the integration's own jobs (another's id is not found), in a vertical its token
+        and write scope still allow."""
+        job = self.in_scope_or_404(ImportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
+        self._vertical(job.vertical.code, self.principal.write_scope)
+        return job
 
 
 class ImportDetailView(_ImportJobView):
@@ -124,7 +127,10 @@ class ExportCreateView(GovernedAPIView):
 
 class _ExportJobView(GovernedAPIView):
     def job(self, job_id):
-        return self.in_scope_or_404(ExportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
+        """Only the integration's own jobs, in a vertical its token and read scope still allow."""
+        job = self.in_scope_or_404(ExportJob.objects.select_related("vertical").filter(integration=self.principal.integration), job_id)
+        self._vertical(job.vertical.code, self.principal.read_fields)
+        return job
 
 
 class ExportDetailView(_ExportJobView):

@@ -59,6 +59,8 @@ class EventFeedView(GovernedAPIView):
         try:
             cursor = int(request.query_params.get("cursor") or 0)
             limit = min(max(int(request.query_params.get("limit") or 100), 1), 500)
+            if not 0 <= cursor < 2**63:
+                raise ValueError(cursor)
         except ValueError as exc:
             raise ApiError(422, "validation_error", "'cursor' and 'limit' must be integers.") from exc
         integration = self.principal.integration
@@ -66,7 +68,9 @@ class EventFeedView(GovernedAPIView):
             Event.objects.filter(tenant_id=integration.tenant_id, id__gt=cursor).select_related("vertical", "tenant")
             .order_by("id")[:limit]
         )
-        visible = [(e, body) for e in events if (body := events_module.visible_body(e, integration)) is not None]
+        # Only the verticals the token carries (the strictest intersection, as everywhere).
+        in_token = [e for e in events if e.vertical_id is None or e.vertical.code in self.principal.token_verticals]
+        visible = [(e, body) for e in in_token if (body := events_module.visible_body(e, integration)) is not None]
         self.audit_details(events={"scanned": len(events), "returned": len(visible)})
         return Response({
             "events": [{"id": e.id, **body} for e, body in visible],

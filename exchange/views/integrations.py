@@ -16,10 +16,12 @@ class IntegrationDescriptionView(GovernedAPIView):
         """The calling integration or its successor: name, state, verticals, data contract and
         active window. Any other integration is not found."""
         own = self.principal.integration
-        if integration_id not in {own.pk, own.replacement_id}:
+        integration = None
+        if integration_id in {own.pk, own.replacement_id}:
+            integration = Integration.objects.select_related("data_contract__contract").prefetch_related("verticals").get(
+                pk=integration_id)
+        if integration is None or integration.partner_id != own.partner_id:  # another partner's: not found
             raise ApiError(404, "not_found", "No such integration.")
-        integration = Integration.objects.select_related("data_contract__contract").prefetch_related("verticals").get(
-            pk=integration_id)
         self.audit_details(integration_described=str(integration.pk))
         return Response({
             "integration_id": str(integration.pk),

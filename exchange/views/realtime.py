@@ -102,11 +102,12 @@ class RecordListView(GovernedAPIView):
         return Response(payload, status=status)
 
 
-# group_by -> (the person field it reveals, the expression grouped on)
+# group_by -> (the person field it reveals, the masking rules under which the integration may
+# see what the cells are labelled with, the expression grouped on)
 GROUPS = {
-    "district": ("district", F("district")),
-    "sex": ("sex", F("sex")),
-    "birth_year": ("birth_date", ExtractYear("birth_date")),
+    "district": ("district", {"plain"}, F("district")),
+    "sex": ("sex", {"plain"}, F("sex")),
+    "birth_year": ("birth_date", {"plain", "year"}, ExtractYear("birth_date")),
 }
 
 
@@ -124,15 +125,19 @@ class AggregateView(GovernedAPIView):
         if group_by is not None and group_by not in GROUPS:
             raise ApiError(422, "validation_error", f"'group_by' must be one of {', '.join(sorted(GROUPS))}.",
                            errors=[{"field": "group_by", "message": "unknown grouping"}])
-        if group_by is not None and GROUPS[group_by][0] not in data_scope.person_fields:
-            raise ApiError(403, "permission_denied", f"'{group_by}' is not a field this integration may read.")
+        if group_by is not None:
+            field, rules, _expression = GROUPS[group_by]
+            # Labels would unmask a masked field (a hashed district counted per cell gives the
+            # hashes back their names): only fields read in the clear, or at this precision.
+            if data_scope.person_fields.get(field) not in rules:
+                raise ApiError(403, "permission_denied", f"'{group_by}' is not a field this integration may read unmasked.")
         threshold = settings.SCP_AGGREGATE_MIN_CELL
         persons = data_scope.persons()
         cells = []
         if group_by is None:
             total = persons.count()
         else:
-            expression = GROUPS[group_by][1]
+            expression = GROUPS[group_by][2]
             rows = persons.annotate(cell=expression).values("cell").annotate(n=Count("id")).order_by()
             counts = {row["cell"]: row["n"] for row in rows}
             total = sum(counts.values())

@@ -46,6 +46,12 @@ class PersonDataAdmin(TenantScopedAdmin):
             self._audit_shown(request, [getattr(shown, self.person_field)], "detail")
         return response
 
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if request.path.endswith("/autocomplete/"):  # a lookup from another screen's field shows persons too
+            self._audit_shown(request, list(results.values_list(self.person_field, flat=True)[:20]), "autocomplete")
+        return results, may_have_duplicates
+
     def _audit_shown(self, request, person_ids, screen):
         by_tenant = {}
         for person_id, tenant_id in Person.objects.filter(pk__in=person_ids).values_list("pk", "tenant_id"):
@@ -75,6 +81,20 @@ class ConsentAdmin(PersonDataAdmin, ScopedHistoryAdmin):
     show_full_result_count = False
     tenant_path = "person__tenant_id"
     person_field = "person_id"
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        shown = self.get_object(request, object_id) if response.status_code == 200 else None
+        if shown is not None:
+            self._audit_shown(request, [shown.person_id], "history")
+        return response
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        response = super().history_form_view(request, object_id, version_id, extra_context)
+        shown = self.get_object(request, object_id) if response.status_code == 200 else None
+        if shown is not None:
+            self._audit_shown(request, [shown.person_id], "history version")
+        return response
 
 
 @admin.register(VerticalRecord)

@@ -1,5 +1,6 @@
 """Portal screens of the exchange: webhook subscriptions and their deliveries (dead letters
 replayable), batch jobs with their progress, and connectors with their health."""
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
@@ -7,8 +8,9 @@ from django.utils.html import format_html
 from exchange import webhooks
 from exchange.batch import progress
 from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
-from lifecycle.configuration import connector_save
+from lifecycle.configuration import connector_check, connector_save
 from registry.models import Integration
+from scp_core.errors import ApiError
 
 from .scoping import TenantScopedAdmin
 
@@ -102,6 +104,24 @@ class ConnectorAdmin(_TenantScoped):
 
     def has_change_permission(self, request, obj=None):
         return self.has_add_permission(request)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form_class = super().get_form(request, obj, **kwargs)
+
+        class CheckedConnectorForm(form_class):
+            def clean(self):
+                # The service's own checks, shown on the form instead of failing the save.
+                data = super().clean()
+                if not self.errors:
+                    draft = Connector(**{f: data.get(f) for f in ("integration", "name", "adapter", "source", "vertical",
+                                                                   "record_type", "every_seconds") if f in data})
+                    try:
+                        connector_check(actor=request.user, connector=draft)
+                    except ApiError as exc:
+                        raise forms.ValidationError([e.get("message", "") for e in exc.errors] or [exc.detail]) from exc
+                return data
+
+        return CheckedConnectorForm
 
     def save_model(self, request, obj, form, change):
         if change and not self.in_scope(request, obj):

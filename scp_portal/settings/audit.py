@@ -3,12 +3,15 @@ import base64
 import hashlib
 
 from .base import DEBUG, SECRET_KEY
-from .envtools import env, env_int
+from .envtools import env, env_int, env_list
 
 # Raw 32-byte Ed25519 private key, base64 (or SCP_AUDIT_SIGNING_KEY_FILE). The embedded
 # default derives a development key; production must set its own and publish the public key.
 _dev_key = base64.b64encode(hashlib.sha256(f"scp-dev-audit-key:{SECRET_KEY}".encode()).digest()).decode()
 SCP_AUDIT_SIGNING_KEY = env("SCP_AUDIT_SIGNING_KEY", _dev_key) if DEBUG else env("SCP_AUDIT_SIGNING_KEY")
+# Public keys (base64) of earlier signing keys, published before a rotation: checkpoints they
+# signed, within their periods, still verify (comma-separated).
+SCP_AUDIT_PUBLISHED_KEYS = env_list("SCP_AUDIT_PUBLISHED_KEYS", [])
 # Records not yet sealed this long after the newest seal are reported as inserted.
 SCP_AUDIT_SEAL_GRACE_SECONDS = env_int("SCP_AUDIT_SEAL_GRACE_SECONDS", 300)
 SCP_AUDIT_SEAL_BATCH = env_int("SCP_AUDIT_SEAL_BATCH", 5000)

@@ -39,3 +39,7 @@ SCP_EXPORT_TTL_HOURS = env_int("SCP_EXPORT_TTL_HOURS", 24)
 SCP_METRICS_TOKEN = env("SCP_METRICS_TOKEN", "")
 # Retry-After of the 503 answered while the database is unreachable.
 SCP_DATABASE_RETRY_AFTER_SECONDS = env_int("SCP_DATABASE_RETRY_AFTER_SECONDS", 5)
+# Connectors: CSV drops are read only below this directory; a pull is refused past these sizes.
+SCP_CONNECTOR_FILES_DIR = env("SCP_CONNECTOR_FILES_DIR", str(BASE_DIR / "var" / "connectors"))
+SCP_CONNECTOR_MAX_BYTES = env_int("SCP_CONNECTOR_MAX_BYTES", 10 * 1024 * 1024)
+SCP_CONNECTOR_MAX_ROWS = env_int("SCP_CONNECTOR_MAX_ROWS", 100_000)

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.chain import PLATFORM_CHAIN, ChainBroken, seal_chain, verify_chain
 from audit.services import AuditEvent, IncidentKind, IncidentSeverity, audit_record, incident_open
-from audit.signing import published_keys
+from audit.signing import trusted_public_keys
 from audit.verifier.scp_audit_verify import Failure, verify_export
 from scp_core.models import Tenant
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             raise CommandError("give an export directory, --tenant CODE or --platform")
         if export_dir:
             try:
-                summary = verify_export(export_dir, [k.public_key for k in published_keys().values()])
+                summary = verify_export(export_dir, trusted_public_keys())
             except Failure as failure:
                 raise CommandError(f"FAILED: {failure}", returncode=1) from failure
             self.stdout.write(self.style.SUCCESS(f"OK: {summary['records']} records verify"))
