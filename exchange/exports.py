@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -78,7 +77,12 @@ def _resume_from(job, path):
         return False
     for source, target, size in ((previous, path, job.file_bytes), (_ids_path(previous), _ids_path(path), job.ids_bytes)):
         with source.open("rb") as src, target.open("wb") as dst:
-            shutil.copyfileobj(io.BytesIO(src.read(size)), dst)
+            while size > 0:  # the committed prefix only, in pieces (memory stays flat)
+                piece = src.read(min(size, 1 << 20))
+                if not piece:
+                    break
+                dst.write(piece)
+                size -= len(piece)
     if previous != path:
         previous.unlink(missing_ok=True)
         _ids_path(previous).unlink(missing_ok=True)
