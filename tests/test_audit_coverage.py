@@ -16,9 +16,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.chain import PLATFORM_CHAIN
+from audit.chain import PLATFORM_CHAIN, seal_chain
 from audit.models import AuditEvent, AuditRecord, AuditResult
 from audit.retention import purge_platform
+from audit.services import audit_record
+from audit.signing import RetiredKey, public_key_b64
 from exchange import webhooks
 from exchange.connectors import connector_run
 from exchange.events import emit
@@ -130,10 +132,6 @@ def test_the_platform_chain_is_exported_verified_and_retained_like_a_tenants(tmp
 
 def test_a_chain_signed_before_and_after_a_key_rotation_verifies_with_both_keys_and_with_neither_alone(
         tmp_path, settings, demo):
-    from audit.chain import seal_chain
-    from audit.services import audit_record
-    from audit.signing import RetiredKey, public_key_b64
-
     def write(n):
         for i in range(n):
             audit_record(event_type=AuditEvent.API_REQUEST, tenant=demo["ke"], actor=f"client-{i}", status_code=200)

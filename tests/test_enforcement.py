@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent, AuditRecord
 from exchange.batch import import_store, run_import
-from exchange.connectors import connector_run
+from exchange.connectors import connector_run, run_due
 from exchange.exports import run_export
 from exchange.models import Connector, ExportJob, ImportJob
 from lifecycle import services
@@ -308,8 +308,6 @@ def test_job_endpoints_hold_to_the_token_verticals(api, partner, demo):
 
 
 def test_one_broken_connector_does_not_stop_the_others(partner, demo, tmp_path):
-    from exchange.connectors import run_due
-
     (tmp_path / "bad.csv").write_bytes(b"external_id,person_id,vaccine,dose,date\n\xff\xfe,x\n")
     person = make_person(demo["ke"], "CONN-OK", [(demo["health"], GRANTED)])
     (tmp_path / "good.csv").write_text(f"external_id,person_id,vaccine,dose,date\ne1,{person.pk},BCG,1,2026-01-02\n")
