@@ -7,7 +7,7 @@ A `DataScope` is built once per request, or once per chunk of a background job, 
 - which persons (its tenant's, with consent for the vertical in effect at `at`);
 - which person fields, masked how (the read scope fixed at activation);
 - which record types and record fields it may read (the contract's record rules, narrowed
-  by the reviewer, and whether records of other writers are included) and write.
+  by the reviewer, and whether records of other writers are included).
 
 Views, exports and their downloads, imports, connectors, events and webhook deliveries ask
 it; none of them writes the consent filter or the list of serving states again.
@@ -19,8 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry.models import SERVING_STATES, IntegrationStatus
-from scp_core.models import Consent, Person, VerticalRecord
 from scp_core.errors import ApiError
+from scp_core.models import Consent, Person, VerticalRecord
 
 from .masking import minimize
 
@@ -59,12 +59,6 @@ class DataScope:
 
     def refusal(self, *, write=False):
         return refusal(self.integration, write=write, at=self.at)
-
-    def check(self, *, write=False):
-        """Raise the denial if the integration may not act now."""
-        denied = self.refusal(write=write)
-        if denied is not None:
-            raise denied
 
     # --- persons --------------------------------------------------------------------------
 
@@ -132,8 +126,3 @@ class DataScope:
             "created_at": record.created_at.isoformat().replace("+00:00", "Z"),
             "updated_at": record.updated_at.isoformat().replace("+00:00", "Z"),
         }
-
-    @property
-    def writable_types(self):
-        """{record_type: JSON Schema} it may write in this vertical."""
-        return self.integration.writable_record_types(self.vertical)
