@@ -10,7 +10,7 @@ import datetime
 import zlib
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
@@ -49,10 +49,10 @@ def _records_of(chain):
     return qs.filter(tenant__isnull=True) if chain == PLATFORM_CHAIN else qs.filter(tenant__code=chain)
 
 
-def lock_chain(chain):
+def lock_chain(chain, *, using="default"):
     """The per-chain advisory lock (for the transaction): one sealer, purge or key rotation at a time."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    if connections[using].vendor == "postgresql":
+        with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5C9A, zlib.crc32(chain.encode()) & 0x7FFFFFFF])
 
 
@@ -65,10 +65,10 @@ def chain_head(chain):
     return (anchor.seq, anchor.hash) if anchor else (0, GENESIS)
 
 
-def checkpoint(chain, seq, hash_, *, is_anchor=False):
+def checkpoint(chain, seq, hash_, *, is_anchor=False, using="default"):
     key = signing_key()  # first: a key used for the first time is registered from now on
     signed_at = timezone.now().isoformat()
-    return AuditCheckpoint.objects.create(
+    return AuditCheckpoint.objects.using(using).create(
         chain=chain, seq=seq, hash=hash_, signed_at=signed_at, key_id=key.key_id,
         signature=sign(checkpoint_message(chain, seq, hash_, signed_at)), is_anchor=is_anchor,
     )

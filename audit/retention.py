@@ -4,7 +4,7 @@ which the chain still verifies; the purge is audited."""
 import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from .chain import PLATFORM_CHAIN, checkpoint, lock_chain, seal_chain
@@ -22,41 +22,50 @@ def purge_platform(*, now=None):
     return _purge(PLATFORM_CHAIN, None, settings.SCP_PLATFORM_AUDIT_RETENTION_DAYS, now=now)
 
 
+def purge_database():
+    """The purge role's connection (alias `purge`, from DATABASE_PURGE_URL) where configured."""
+    return "purge" if "purge" in settings.DATABASES else "default"
+
+
+def _maintenance(db, value):
+    if connections[db].vendor == "postgresql":
+        with connections[db].cursor() as cursor:
+            cursor.execute(f"SET LOCAL scp.audit_maintenance = '{value}'")
+
+
 def _purge(chain, tenant, retention_days, *, now=None):
     if not retention_days:
         return 0
     now = now or timezone.now()
     cutoff = now - datetime.timedelta(days=retention_days)
     seal_chain(chain)
-    with transaction.atomic():
-        lock_chain(chain)
+    db = purge_database()
+    with transaction.atomic(using=db):
+        lock_chain(chain, using=db)
         # A segment ends at a checkpoint; purge up to the newest checkpoint whose records
         # are all older than the cutoff, so only whole segments go.
-        newest_young = AuditSeal.objects.filter(chain=chain, record__occurred_at__gte=cutoff).order_by("seq").first()
+        newest_young = AuditSeal.objects.using(db).filter(chain=chain, record__occurred_at__gte=cutoff).order_by("seq").first()
         limit = newest_young.seq - 1 if newest_young else None
-        points = AuditCheckpoint.objects.filter(chain=chain, is_anchor=False)
+        points = AuditCheckpoint.objects.using(db).filter(chain=chain, is_anchor=False)
         if limit is not None:
             points = points.filter(seq__lte=limit)
         end = points.order_by("-seq").first()
         if end is None:
             return 0
-        doomed = AuditSeal.objects.filter(chain=chain, seq__lte=end.seq)
+        doomed = AuditSeal.objects.using(db).filter(chain=chain, seq__lte=end.seq)
         record_ids = list(doomed.values_list("record_id", flat=True))
         if not record_ids:
             return 0
-        checkpoint(chain, end.seq, end.hash, is_anchor=True)
-        # The append-only triggers let rows go only inside this flagged transaction.
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL scp.audit_maintenance = 'on'")
-        AuditCheckpoint.objects.filter(chain=chain, seq__lt=end.seq).delete()
-        AuditCheckpoint.objects.filter(chain=chain, seq=end.seq, is_anchor=False).delete()
+        checkpoint(chain, end.seq, end.hash, is_anchor=True, using=db)
+        # Only the purge role may delete audit rows at all (audit/privileges.py), and the
+        # append-only triggers let them go only inside this flagged transaction.
+        _maintenance(db, "on")
+        AuditCheckpoint.objects.using(db).filter(chain=chain, seq__lt=end.seq).delete()
+        AuditCheckpoint.objects.using(db).filter(chain=chain, seq=end.seq, is_anchor=False).delete()
         doomed.delete()
-        AuditRecord.objects.filter(id__in=record_ids).delete()
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL scp.audit_maintenance = 'off'")
-        audit_record(
+        AuditRecord.objects.using(db).filter(id__in=record_ids).delete()
+        _maintenance(db, "off")
+        audit_record(using=db,
             event_type=AuditEvent.AUDIT_PURGED, tenant=tenant, actor="system",
             details={"records": len(record_ids), "through_seq": end.seq, "anchor_hash": end.hash,
                      "retention_days": retention_days},

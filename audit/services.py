@@ -3,7 +3,7 @@ import datetime
 import json
 
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,17 +25,19 @@ def audit_record(
     status_code=None,
     error_code="",
     details=None,
+    using="default",
 ):
-    """Append one audit record in the caller's transaction."""
+    """Append one audit record in the caller's transaction (on the connection `using`)."""
     if actor_user is not None and not actor:
         actor = actor_user.get_username()
+    connection = connections[using]
     ops = connection.ops
     # One precompiled INSERT, not Model.objects.create(): this runs on every exchange request,
     # and building the ORM query cost as much as the INSERT itself (README, "Benchmarks").
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, [
-            ops.adapt_datetimefield_value(timezone.now()), event_type, request_id, _fk("tenant", tenant),
-            _fk("integration", integration), _fk("actor_user", actor_user), actor, client_id,
+            ops.adapt_datetimefield_value(timezone.now()), event_type, request_id, _fk("tenant", tenant, connection),
+            _fk("integration", integration, connection), _fk("actor_user", actor_user, connection), actor, client_id,
             ops.adapt_ipaddressfield_value(source_ip),
             _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
         ])
@@ -57,7 +59,7 @@ _INSERT = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(_COLUMNS)}) "
 _FOREIGN_KEYS = {name: AuditRecord._meta.get_field(name) for name in ("tenant", "integration", "actor_user")}
 
 
-def _fk(name, obj):
+def _fk(name, obj, connection):
     """The key as the database takes it (an integration's UUID is text on SQLite)."""
     return None if obj is None else _FOREIGN_KEYS[name].get_db_prep_save(obj.pk, connection)
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, PartnerType, RateLimitPolicy
 from scp_core.models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
+from scp_core.statistics import analyze
 
 from .models import RoleAssignment
 
@@ -159,11 +160,7 @@ def seed_persons(count, *, seed=20261129, batch_size=20000, tenant_codes=None, c
         with transaction.atomic():
             write(persons, consents)
         created += n
-    if connection.vendor == "postgresql":
-        # Tables filled by COPY have no statistics until autovacuum gets to them; meanwhile the
-        # planner expects a handful of rows and picks plans that take minutes at this size.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Person._meta.db_table}, {Consent._meta.db_table}")
+    analyze(Person, Consent)
     return created
 
 

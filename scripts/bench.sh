@@ -12,9 +12,11 @@ BENCH_DB="${SCP_BENCH_DB:-scp_bench}"
 # A fresh database each run: every run measures the same thing (the data a run seeds, under the
 # reference data of the code being measured), never what an earlier version of the code left.
 log "creating database $BENCH_DB afresh"
-su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)\" -c \"CREATE DATABASE $BENCH_DB OWNER $PG_USER\""
+su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)\" -c \"CREATE DATABASE $BENCH_DB OWNER $PG_OWNER\""
 
-export DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$BENCH_DB"
+export DATABASE_URL="$(pg_url "$PG_USER" "$PG_PASSWORD" "$BENCH_DB")"
+export DATABASE_PURGE_URL="$(pg_url "$PG_PURGE_USER" "$PG_PURGE_PASSWORD" "$BENCH_DB")"
+export DATABASE_OWNER_URL="$(pg_url "$PG_OWNER" "$PG_OWNER_PASSWORD" "$BENCH_DB")"  # the bare COPY baseline creates its table
 export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/2"
 export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
 export DJANGO_SETTINGS_MODULE=bench.settings
@@ -28,5 +30,6 @@ export SCP_PSEUDONYM_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(sec
 export SCP_AUDIT_SIGNING_KEY="$("$VENV_DIR/bin/python" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
 
 cd "$ROOT_DIR"
-"$VENV_DIR/bin/python" manage.py migrate --no-input -v 0
+# Migrated by the owner; measured as the application role, as deployed.
+DATABASE_URL="$DATABASE_OWNER_URL" "$VENV_DIR/bin/python" manage.py migrate --no-input -v 0
 exec "$VENV_DIR/bin/python" -m bench "$@"

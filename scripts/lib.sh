@@ -12,6 +12,14 @@ PG_PORT="${SCP_PG_PORT:-5432}"
 PG_DB="${SCP_PG_DB:-scp}"
 PG_USER="${SCP_PG_USER:-scp}"
 PG_PASSWORD="${SCP_PG_PASSWORD:-scp}"
+# Least privilege (README, "Database roles"): the owner runs migrations and owns the schema; the
+# application role above ($PG_USER) has data rights only; the purge role alone may delete
+# sealed audit segments.
+PG_OWNER="${SCP_PG_OWNER:-scp_owner}"
+PG_OWNER_PASSWORD="${SCP_PG_OWNER_PASSWORD:-scp_owner}"
+PG_PURGE_USER="${SCP_PG_PURGE_USER:-scp_purge}"
+PG_PURGE_PASSWORD="${SCP_PG_PURGE_PASSWORD:-scp_purge}"
+pg_url() { printf 'postgres://%s:%s@%s:%s/%s' "$1" "$2" "$PG_HOST" "$PG_PORT" "$3"; }
 
 REDIS_PORT="${SCP_REDIS_PORT:-6379}"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PostgreSQL from Debian's package: start the cluster on 127.0.0.1:$PG_PORT and make sure
-# the portal's role (with CREATEDB, for the test database) and database exist.
+# the roles (owner, application, purge) and the database exist.
 source "$(dirname "$0")/lib.sh"
 
 cmd="${1:-start}"
@@ -27,11 +27,26 @@ fi
 wait_for 60 "PostgreSQL" pg_isready -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not come up on port $PG_PORT"
 
 psql_admin() { su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -qAt $*"; }
-if [ "$(psql_admin "-c \"SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'\"")" != 1 ]; then
-  log "creating role $PG_USER"
-  psql_admin "-c \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'\""
-fi
+ensure_role() {  # name password attributes
+  if [ "$(psql_admin "-c \"SELECT 1 FROM pg_roles WHERE rolname='$1'\"")" != 1 ]; then
+    log "creating role $1"
+    psql_admin "-c \"CREATE ROLE $1 LOGIN $3 PASSWORD '$2'\""
+  else
+    psql_admin "-c \"ALTER ROLE $1 LOGIN $3 PASSWORD '$2'\""
+  fi
+}
+# The owner creates databases (the test database too); the application and purge roles
+# create nothing.
+ensure_role "$PG_OWNER" "$PG_OWNER_PASSWORD" "CREATEDB"
+ensure_role "$PG_USER" "$PG_PASSWORD" "NOCREATEDB"
+ensure_role "$PG_PURGE_USER" "$PG_PURGE_PASSWORD" "NOCREATEDB"
 if [ "$(psql_admin "-c \"SELECT 1 FROM pg_database WHERE datname='$PG_DB'\"")" != 1 ]; then
   log "creating database $PG_DB"
-  psql_admin "-c \"CREATE DATABASE $PG_DB OWNER $PG_USER\""
+  psql_admin "-c \"CREATE DATABASE $PG_DB OWNER $PG_OWNER\""
+fi
+# A database made before the roles were split belongs to the application role: hand it and
+# everything in it to the owner (the next migrate grants the application role its data rights).
+if [ "$(psql_admin "-c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname='$PG_DB'\"")" = "$PG_USER" ]; then
+  log "handing database $PG_DB from $PG_USER to $PG_OWNER"
+  psql_admin "-d $PG_DB -c \"REASSIGN OWNED BY $PG_USER TO $PG_OWNER\""
 fi

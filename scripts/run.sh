@@ -11,7 +11,12 @@ export KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_HTTP_PORT"
 
 cd "$ROOT_DIR"
 py="$VENV_DIR/bin/python"
-"$py" manage.py migrate --no-input
+# On PostgreSQL the owner migrates (DATABASE_OWNER_URL) and the portal runs as DATABASE_URL.
+if [ -n "${DATABASE_OWNER_URL:-}" ]; then
+  DATABASE_URL="$DATABASE_OWNER_URL" "$py" manage.py migrate --no-input
+else
+  "$py" manage.py migrate --no-input
+fi
 "$py" manage.py seed_demo --if-empty
 "$py" manage.py check
 

@@ -1,5 +1,6 @@
 """Shared fixtures. The suite runs on the real services started by `make test`:
 PostgreSQL (the test database), Redis and Keycloak (realm `scp`)."""
+import contextlib
 import datetime
 
 import pytest
@@ -7,6 +8,8 @@ import redis
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connections
+from django.test import TransactionTestCase
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -22,6 +25,56 @@ def _keycloak_is_up():
         requests.get(f"{settings.KEYCLOAK_ISSUER}/.well-known/openid-configuration", timeout=5).raise_for_status()
     except requests.RequestException as exc:
         pytest.exit(f"Keycloak is not reachable at {settings.KEYCLOAK_URL}: run `make services` ({exc})", returncode=3)
+
+
+_ROLE_KEYS = ("USER", "PASSWORD", "OPTIONS")
+
+
+@contextlib.contextmanager
+def _default_connection_as(role):
+    """Reconnect the default alias as another database role (its USER, PASSWORD, OPTIONS)."""
+    params = connections["default"].settings_dict
+    before = {key: params[key] for key in _ROLE_KEYS}
+    connections["default"].close()
+    params.update(role)
+    try:
+        yield
+    finally:
+        connections["default"].close()
+        params.update(before)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database is created and migrated by the owner (as a deployment's `migrate`);
+    the tests then run as the application role, the retention purge (alias `purge`) as the
+    purge role, so that a right the code needs and a role lacks fails a test."""
+    params = connections["default"].settings_dict
+    owner = {key: params[key] for key in _ROLE_KEYS}
+    application = {"USER": settings.SCP_TEST_APP_DATABASE["USER"], "PASSWORD": settings.SCP_TEST_APP_DATABASE["PASSWORD"],
+                   "OPTIONS": {}}
+    purge_role = settings.DATABASES["purge"]
+    # Django made `purge` a mirror of the test database with the owner's credentials.
+    purge = {**params, "USER": purge_role["USER"], "PASSWORD": purge_role["PASSWORD"], "OPTIONS": {},
+             "TEST": {**params["TEST"], "MIRROR": "default"}}
+    connections["purge"].close()
+    connections.settings["purge"] = connections["purge"].settings_dict = purge
+    connections["default"].close()
+    params.update(application)
+    TransactionTestCase._fixture_teardown = _as_owner(TransactionTestCase._fixture_teardown, owner)
+    yield
+    connections["default"].close()
+    params.update(owner)  # the owner drops the test database
+
+
+def _as_owner(fixture_teardown, owner):
+    """Between transactional tests Django empties every table (TRUNCATE): the owner's right
+    alone, in a maintenance session (test settings), never the application role's."""
+
+    def flush_as_owner(self):
+        with _default_connection_as(owner):
+            fixture_teardown(self)
+    return flush_as_owner
 
 
 @pytest.fixture(autouse=True)

@@ -109,6 +109,7 @@ def test_staff_looking_at_persons_in_the_portal_leave_a_trace(client, staff, dem
                for v in views)
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "purge"])  # the purge role
 def test_the_platform_chain_is_exported_verified_and_retained_like_a_tenants(tmp_path, settings, demo):
     # Failed logins from three addresses: they name no tenant, so they are the platform's.
     for n in range(3):

@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -26,6 +27,8 @@ def _bench_env():
         "SCP_PSEUDONYM_KEY": secrets.token_urlsafe(32),
         "SCP_AUDIT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
         "DATABASE_URL": f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST']}:{params['PORT']}/{params['NAME']}",
+        # The bare COPY baseline creates its table as the owner, on the test database.
+        "DATABASE_OWNER_URL": urlunsplit(urlsplit(os.environ["DATABASE_OWNER_URL"])._replace(path=f"/{params['NAME']}")),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "KEYCLOAK_URL": settings.KEYCLOAK_URL,
     }

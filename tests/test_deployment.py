@@ -1,11 +1,13 @@
 """Deployment settings: production settings pass `check --deploy` with no warning."""
 import base64
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -89,9 +91,21 @@ def _compose():
 def test_compose_file_validates():
     """`docker compose config` validates the deployment's compose file."""
     compose = [*_compose(), "-f", str(settings.BASE_DIR / "docker" / "compose.yaml")]
-    env = {**os.environ, "SCP_DB_PASSWORD": "validation-only"}
+    env = {**os.environ, **{name: "validation-only" for name in (
+        "SCP_DB_PASSWORD", "SCP_DB_OWNER_PASSWORD", "SCP_DB_PURGE_PASSWORD", "SCP_KEYCLOAK_DB_PASSWORD")}}
     result = subprocess.run([*compose, "config", "-q"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     services = subprocess.run([*compose, "config", "--services"], env=env,
                               capture_output=True, text=True, check=True).stdout.split()
-    assert set(services) == {"postgres", "redis", "keycloak", "portal", "worker", "beat", "nginx"}
+    assert set(services) == {"postgres", "redis", "keycloak", "migrate", "portal", "worker", "beat", "nginx"}
+    # One role per duty: the owner migrates, the portal and workers run as the application
+    # role, only the worker holds the purge role, and Keycloak has its own database and role.
+    config = json.loads(subprocess.run([*compose, "config", "--format", "json"], env=env,
+                                       capture_output=True, text=True, check=True).stdout)["services"]
+    environment = {name: service.get("environment", {}) for name, service in config.items()}
+    user = {name: urlsplit(env["DATABASE_URL"]).username for name, env in environment.items() if "DATABASE_URL" in env}
+    assert user == {"migrate": "scp_owner", "portal": "scp", "worker": "scp", "beat": "scp"}
+    assert [name for name, env in environment.items() if "DATABASE_PURGE_URL" in env] == ["worker"]
+    assert "migrate" not in config["portal"]["command"]
+    keycloak = environment["keycloak"]
+    assert keycloak["KC_DB_USERNAME"] == "keycloak" and keycloak["KC_DB_URL"].endswith("/keycloak")
