@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from . import ledger
 from .models import AuditCheckpoint, AuditRecord, AuditSeal
 from .signing import published_keys, sign, signing_key
-from .verifier.scp_audit_verify import GENESIS, checkpoint_message, link_hash, signature_valid
+from .verifier.scp_audit_verify import GENESIS, checkpoint_message, disclosure_mismatch, link_hash, signature_valid
 
 PLATFORM_CHAIN = "_platform"
 
@@ -136,6 +137,7 @@ def verify_chain(chain, *, chunk=2000):
         if not batch:
             break
         records = {r.id: r for r in AuditRecord.objects.select_related("tenant").filter(id__in=[s.record_id for s in batch])}
+        disclosures = ledger.grouped(list(records))
         for seal in batch:
             if seal.seq != seq + 1:
                 raise ChainBroken(seal.record_id, seal.seq, f"sequence jumps from {seq} (seals removed)")
@@ -144,8 +146,12 @@ def verify_chain(chain, *, chunk=2000):
             record = records.get(seal.record_id)
             if record is None:
                 raise ChainBroken(seal.record_id, seal.seq, "the record was deleted")
-            if link_hash(prev, record_document(record)) != seal.hash:
+            document = record_document(record)
+            if link_hash(prev, document) != seal.hash:
                 raise ChainBroken(seal.record_id, seal.seq, "content does not match its hash (altered)")
+            mismatch = disclosure_mismatch(document, ledger.documents_of(disclosures.get(record.id, [])))
+            if mismatch:
+                raise ChainBroken(seal.record_id, seal.seq, mismatch)
             point = checkpoints.get(seal.seq)
             if point is not None:
                 if point.hash != seal.hash or not _signed_by_its_key(chain, point, keys):

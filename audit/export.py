@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from . import ledger
 from .chain import PLATFORM_CHAIN, checkpoint_message, record_document, seal_chain
 from .models import AuditCheckpoint, AuditRecord, AuditSeal, AuditSigningKey
 from .services import AuditEvent, audit_record
@@ -47,10 +48,14 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
             # Records fetched apart from their seals: a seal whose record is gone still
             # appears (with no record) and the verifier names it, instead of vanishing.
             records = {r.id: r for r in AuditRecord.objects.select_related("tenant").filter(id__in=[x.record_id for x in batch])}
+            disclosures = ledger.grouped(list(records))
             for seal in batch:
                 record = records.get(seal.record_id)
-                line = canonical_bytes({"seq": seal.seq, "record_id": seal.record_id, "prev_hash": seal.prev_hash,
-                                        "hash": seal.hash, "record": record_document(record) if record else None}) + b"\n"
+                entry = {"seq": seal.seq, "record_id": seal.record_id, "prev_hash": seal.prev_hash,
+                         "hash": seal.hash, "record": record_document(record) if record else None}
+                if seal.record_id in disclosures:  # the ledger rows the record commits to
+                    entry["disclosures"] = ledger.documents_of(disclosures[seal.record_id])
+                line = canonical_bytes(entry) + b"\n"
                 handle.write(line)
                 digest.update(line)
                 first_seq = first_seq or seal.seq

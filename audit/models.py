@@ -25,6 +25,8 @@ class AuditEvent(models.TextChoices):
     CONNECTOR_CONFIGURED = "connector.configured", "connector configured"
     WEBHOOK_ATTEMPT = "webhook.attempt", "webhook delivery attempt"
     PORTAL_PERSON_VIEWED = "portal.person_viewed", "persons' data shown in the portal"
+    DISCLOSURES_VIEWED = "disclosures.viewed", "a person's disclosures looked at"
+    INTEGRATION_EMBARGOED = "integration.embargoed", "disclosures embargoed from the person's report"
 
 
 class AuditResult(models.TextChoices):
@@ -194,3 +196,38 @@ class AuditExportJob(models.Model):
         if self.status == ExportStatus.COMPLETED:
             return 100
         return int(100 * self.records_done / self.records_total) if self.records_total else 0
+
+
+class DisclosureChannel(models.TextChoices):
+    API_LIST = "api_list", "API list"
+    API_DETAIL = "api_detail", "API detail"
+    RECORDS = "records", "records"
+    EXPORT = "export", "export file"
+    EXPORT_DOWNLOAD = "export_download", "export download"
+    WEBHOOK = "webhook", "webhook delivery"
+    EVENTS_FEED = "events_feed", "events feed"
+
+
+class Disclosure(models.Model):
+    """One release of persons' data (issue #13): to which integration and partner, through
+    which channel, which fields with which masking rule, for which purpose, under which contract
+    version, and the audit record it belongs to, which commits to it (a digest in its details,
+    audit.ledger). Rows are only ever inserted, like the audit records."""
+
+    record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="disclosures")
+    disclosed_at = models.DateTimeField()
+    tenant = models.ForeignKey("scp_core.Tenant", on_delete=models.PROTECT, related_name="+")
+    integration = models.ForeignKey("registry.Integration", on_delete=models.PROTECT, related_name="+")
+    partner = models.CharField(max_length=60)
+    vertical = models.CharField(max_length=40)
+    purpose_code = models.CharField(max_length=40, blank=True)
+    channel = models.CharField(max_length=20, choices=DisclosureChannel.choices)
+    fields = models.JSONField(default=dict, help_text="{field: masking rule}")
+    contract_version = models.CharField(max_length=120)
+    # The persons disclosed, as text ids; PostgreSQL indexes them (GIN), so a person's history
+    # is an index lookup and a page of 100 persons is one row.
+    person_ids = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-disclosed_at", "-id"]
+        indexes = [models.Index(fields=["integration", "disclosed_at"])]

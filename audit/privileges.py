@@ -14,10 +14,10 @@ from django.db import connections, transaction
 
 log = logging.getLogger(__name__)
 
-# The tables no role but the purge may change once written (the triggers of migration 0003
-# hold the same list). Named, not taken from the models, so that the app's ready() can connect
+# The tables no role but the purge may change once written (the triggers of migrations 0003
+# and 0012 hold the same list). Named, not taken from the models, so that the app's ready() can connect
 # the receiver before the models load; tests/test_database_roles.py checks the names.
-APPEND_ONLY_TABLES = ["audit_auditrecord", "audit_auditseal", "audit_auditcheckpoint"]
+APPEND_ONLY_TABLES = ["audit_auditrecord", "audit_auditseal", "audit_auditcheckpoint", "audit_disclosure"]
 ANALYZE_FUNCTION = "scp_analyze(text[])"
 
 

@@ -8,7 +8,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from .chain import PLATFORM_CHAIN, checkpoint, lock_chain, seal_chain
-from .models import AuditCheckpoint, AuditRecord, AuditSeal
+from .models import AuditCheckpoint, AuditRecord, AuditSeal, Disclosure
 from .services import AuditEvent, audit_record
 
 
@@ -63,6 +63,7 @@ def _purge(chain, tenant, retention_days, *, now=None):
         AuditCheckpoint.objects.using(db).filter(chain=chain, seq__lt=end.seq).delete()
         AuditCheckpoint.objects.using(db).filter(chain=chain, seq=end.seq, is_anchor=False).delete()
         doomed.delete()
+        Disclosure.objects.using(db).filter(record_id__in=record_ids).delete()  # the ledger's retention is the log's
         AuditRecord.objects.using(db).filter(id__in=record_ids).delete()
         _maintenance(db, "off")
         audit_record(using=db,

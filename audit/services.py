@@ -7,6 +7,7 @@ from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
+from . import ledger
 from .models import AuditEvent, AuditRecord, AuditResult, Incident, IncidentKind, IncidentSeverity
 
 
@@ -25,22 +26,29 @@ def audit_record(
     status_code=None,
     error_code="",
     details=None,
+    disclosures=(),
     using="default",
 ):
-    """Append one audit record in the caller's transaction (on the connection `using`)."""
+    """Append one audit record in the caller's transaction (on the connection `using`), with
+    the disclosures of persons' data it records (audit.ledger), which it commits to."""
     if actor_user is not None and not actor:
         actor = actor_user.get_username()
+    if disclosures:
+        details = {**(details or {}), "disclosures": ledger.commitment(disclosures)}
     connection = connections[using]
     ops = connection.ops
+    occurred_at = timezone.now()
     # One precompiled INSERT, not Model.objects.create(): this runs on every exchange request,
     # and building the ORM query cost as much as the INSERT itself (README, "Benchmarks").
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT, [
-            ops.adapt_datetimefield_value(timezone.now()), event_type, request_id, _fk("tenant", tenant, connection),
+        cursor.execute(_INSERT_RETURNING if disclosures else _INSERT, [
+            ops.adapt_datetimefield_value(occurred_at), event_type, request_id, _fk("tenant", tenant, connection),
             _fk("integration", integration, connection), _fk("actor_user", actor_user, connection), actor, client_id,
             ops.adapt_ipaddressfield_value(source_ip),
             _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
         ])
+        if disclosures:
+            ledger.write(cursor, connection, cursor.fetchone()[0], occurred_at, disclosures)
 
 
 def _json(value):
@@ -54,6 +62,7 @@ _COLUMNS = ["occurred_at", "event_type", "request_id", "tenant_id", "integration
             "client_id", "source_ip", "verticals", "result", "status_code", "error_code", "details"]
 _INSERT = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
+_INSERT_RETURNING = _INSERT + " RETURNING id"
 
 
 _FOREIGN_KEYS = {name: AuditRecord._meta.get_field(name) for name in ("tenant", "integration", "actor_user")}

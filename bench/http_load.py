@@ -34,10 +34,12 @@ def governed_vs_bare(base, partnered, *, seconds, connections):
     """Warm both up, then measure each in turn; every response must be a 2xx."""
     governed_url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
     bare_url = f"{base}/bench/bare/persons/?tenant_id={partnered.integration.tenant_id}"
+    # The same governed view without its disclosure ledger entry: what the ledger costs.
+    unrecorded_url = f"{base}/bench/unrecorded/persons/?vertical={VERTICAL}"
     same = _same_rows(governed_url, bare_url, partnered.token())
     runs = {}
-    for name, url in (("governed", governed_url), ("bare", bare_url)):
-        auth = {"Authorization": f"Bearer {partnered.token()}"} if name == "governed" else {}
+    for name, url in (("governed", governed_url), ("bare", bare_url), ("ledger_off", unrecorded_url)):
+        auth = {"Authorization": f"Bearer {partnered.token()}"} if name != "bare" else {}
         wrk(url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up
         runs[name] = wrk(url, seconds=seconds, connections=connections, headers=auth)
         if runs[name]["errors"]["status"] or runs[name]["errors"]["timeout"]:

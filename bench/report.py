@@ -28,6 +28,8 @@ def ratios(figures):
         _row("GET /api/v1/persons/ throughput (req/s)", governed["throughput"], bare["throughput"],
              at_least=0.8, target="≥ 0.8 of bare"),
         _row("GET /api/v1/persons/ p50 latency (ms)", governed["p50_ms"], bare["p50_ms"]),
+        _row("… with the disclosure ledger vs without (req/s)", governed["throughput"], http["ledger_off"]["throughput"],
+             at_least=0.9, target="≥ 0.9 (the ledger costs ≤ 10 %)"),
         _row("GET /api/v1/persons/ p99 latency (ms)", governed["p99_ms"], bare["p99_ms"],
              target=f"≤ bare + 5 ms (here +{p99_gap:.1f})", met=p99_gap <= 5),
         _row("audit append (records/s)", audit["service"]["rate"], audit["raw_insert"]["rate"],

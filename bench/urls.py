@@ -4,5 +4,10 @@ from django.urls import path
 from scp_portal.urls import urlpatterns as portal_urlpatterns
 
 from .bare import bare_persons
+from .unrecorded import UnrecordedPersonListView
 
-urlpatterns = [path("bench/bare/persons/", bare_persons), *portal_urlpatterns]
+urlpatterns = [
+    path("bench/bare/persons/", bare_persons),
+    path("bench/unrecorded/persons/", UnrecordedPersonListView.as_view()),
+    *portal_urlpatterns,
+]

@@ -1,6 +1,8 @@
 """Domain events (spec §5.3): written to the outbox in the caller's transaction, fanned out to
 matching subscriptions as Delivery rows, and shown to partners only under the policy in force
 when they are delivered or pulled (tenant, vertical, consent)."""
+from audit import ledger
+
 from .models import Delivery, Event, EventType, Subscription
 from .scope import DataScope, refusal
 
@@ -13,10 +15,13 @@ def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration
         event_type=event_type, tenant=tenant, vertical=vertical, person_id=person_id, integration=integration, data=data
     )
     subscriptions = Subscription.objects.filter(active=True, integration__tenant=tenant).select_related("integration")
+    # A withdrawal is told only to the integrations that received the person (the ledger).
+    told = _knew_person(event) if event_type == EventType.CONSENT_WITHDRAWN else None
     deliveries = [
         Delivery(event=event, subscription=s)
         for s in subscriptions
         if event_type in s.event_types and _in_scope(event, s.integration)
+        and (told is None or s.integration_id in told)
     ]
     Delivery.objects.bulk_create(deliveries)
     if deliveries:
@@ -24,6 +29,11 @@ def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration
 
         enqueue_after_commit(deliver_webhook_task, *(d.id for d in deliveries))
     return event
+
+
+def _knew_person(event):
+    """The integrations whose ledger shows they received the event's person in its vertical."""
+    return ledger.recipients(event.person_id, event.tenant_id, event.vertical.code)
 
 
 def _in_scope(event, integration):
@@ -43,11 +53,14 @@ def visible_body(event, integration):
     or pull time: scope, the integration serving now (state and window), consent in effect now
     for events about persons (a chunk of imported records keeps only those whose person
     consents now), and for record events the contract's record read rules. A consent
-    withdrawal itself is announced, with no personal data beyond the person's id."""
+    withdrawal itself is announced, with no personal data beyond the person's id, and only to
+    integrations that received the person (issue #13: the disclosure ledger says which)."""
     if event.event_type == EventType.INTEGRATION_STATUS_CHANGED:
         return body_of(event) if _in_scope(event, integration) else None
     if refusal(integration) is not None or not _in_scope(event, integration):
         return None
+    if event.event_type == EventType.CONSENT_WITHDRAWN and integration.pk not in _knew_person(event):
+        return None  # it never received the person: it learns nothing of them
     data_scope = DataScope.of(integration, event.vertical)
     if event.event_type in _RECORD_EVENTS:
         rule = data_scope.record_rules.get(event.data.get("record_type"))
@@ -61,6 +74,34 @@ def visible_body(event, integration):
     if event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN and not data_scope.has_consent(event.person_id):
         return None
     return body_of(event)
+
+
+def release_of(event, body, integration, channel):
+    """The disclosure ledger entry of giving `body` (visible_body's) of `event` to
+    `integration`, or None when it names no person. An event body names persons and record ids
+    only, never their data; what it discloses is that."""
+    data = body["data"]
+    if event.event_type == EventType.RECORDS_IMPORTED:
+        person_ids = sorted({r["person_id"] for r in data.get("records", [])})
+        fields = {"records.person_id": "plain", "records.record_id": "plain", "record_type": "plain"}
+    elif event.person_id:
+        person_ids = [str(event.person_id)]
+        fields = {name: "plain" for name in data if name != "vertical"}
+    else:
+        return None
+    return DataScope.of(integration, event.vertical).release(channel, person_ids, fields)
+
+
+def merged(releases):
+    """Releases of the same kind (vertical, channel, fields) as one ledger entry each."""
+    kinds = {}
+    for release in releases:
+        key = (release["vertical"], release["channel"], tuple(sorted(release["fields"].items())))
+        if key in kinds:
+            kinds[key]["person_ids"] = sorted(set(kinds[key]["person_ids"]) | set(release["person_ids"]))
+        else:
+            kinds[key] = {**release, "person_ids": sorted(set(release["person_ids"]))}
+    return list(kinds.values())
 
 
 def body_of(event, data=None):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import DisclosureChannel as Channel
 from audit.services import AuditEvent, AuditResult, audit_record
 from scp_core.errors import ApiError
 
@@ -24,6 +25,7 @@ from .scope import DataScope
 
 logger = logging.getLogger(__name__)
 CHUNK = 1000
+RELEASE_PIECE = 10_000  # persons per disclosure ledger row of an export (bounded row size)
 
 
 def export_create(*, integration, vertical, file_format):
@@ -151,10 +153,23 @@ def _run_export(job_id, chunk, progress):
             actor=integration.auth_client_id, client_id=integration.auth_client_id, verticals=[job.vertical.code],
             details={"job": str(job.pk), "rows": written, "data_categories": sorted(fields),
                      "consent": {"excluded_during_export": sorted(excluded)}, "attempts": attempt},
+            disclosures=_releases(DataScope.of(integration, job.vertical, at=started), Channel.EXPORT, path, fields),
         )
     count_batch_rows(integration=integration, kind="export", outcome="written", rows=written)
     count_batch_rows(integration=integration, kind="export", outcome="excluded", rows=len(excluded))
     return ImportStatus.COMPLETED
+
+
+def _releases(data_scope, channel, path, fields, excluded=frozenset()):
+    """The ledger entries of the export's rows (less `excluded`), from its row index, in
+    pieces of RELEASE_PIECE persons."""
+    releases = []
+    with _ids_path(path).open() as ids:
+        for rows in _index(ids, RELEASE_PIECE):
+            pids = [pid for pid, _offset, _length in rows if pid not in excluded]
+            if pids:
+                releases.append(data_scope.release(channel, pids, fields))
+    return releases
 
 
 def _lost(path):
@@ -194,7 +209,8 @@ def _index(ids_file, chunk):
 def stream_download(job, *, chunk=CHUNK):
     """The export file as it may be released now: every row is checked against consent in
     effect at download time, so a person who withdrew after the export completed is left out.
-    Returns (an iterator of the file's bytes, the sorted ids excluded)."""
+    Returns (an iterator of the file's bytes, the sorted ids excluded, the ledger entries of
+    what it releases)."""
     data_scope = DataScope.of(job.integration, job.vertical)
     path = Path(job.file_path)
     if not _ids_path(path).exists():  # written before downloads were re-checked: refuse, re-runnable
@@ -217,7 +233,8 @@ def stream_download(job, *, chunk=CHUNK):
                     if pid not in excluded:
                         yield row
 
-    return content(), sorted(excluded)
+    fields = DataScope.of(job.integration, job.vertical, at=job.started_at).person_fields
+    return content(), sorted(excluded), _releases(data_scope, Channel.EXPORT_DOWNLOAD, path, fields, excluded)
 
 
 def expire_exports(now=None):

@@ -4,7 +4,8 @@ A `DataScope` is built once per request, or once per chunk of a background job, 
 (integration, vertical, now). It answers everything the policy decides about data:
 
 - may the integration act now (state and active window, for reads or writes);
-- which persons (its tenant's, with consent for the vertical in effect at `at`);
+- which persons (its tenant's, with consent for the vertical in effect at `at` and covering
+  the integration's declared purpose);
 - which person fields, masked how (the read scope fixed at activation);
 - which record types and record fields it may read (the contract's record rules, narrowed
   by the reviewer, and whether records of other writers are included).
@@ -67,8 +68,9 @@ class DataScope:
         """{field: masking rule} of persons in this vertical (empty: none readable)."""
         return self.integration.read_scope.get(self.vertical, {})
 
-    def _consents(self):
-        return Consent.objects.filter(vertical__code=self.vertical).in_effect_at(self.at)
+    def _consents(self, purpose=True):
+        consents = Consent.objects.filter(vertical__code=self.vertical).in_effect_at(self.at)
+        return consents.covering(self.integration.purpose_code) if purpose else consents
 
     def persons(self):
         """Persons of the integration's tenant whose consent for the vertical is in effect."""
@@ -87,6 +89,38 @@ class DataScope:
 
     def has_consent(self, person_id):
         return bool(self.consenting([person_id]))
+
+    def consent_refusal(self, person_id):
+        """Why the person's data may not be released here (an ApiError), or None."""
+        if self.has_consent(person_id):
+            return None
+        if self._consents(purpose=False).filter(person_id=person_id).exists():
+            return ApiError(403, "consent_denied", "The person's consent does not cover this integration's "
+                                                   f"purpose ({self.integration.purpose_code or 'none declared'}).")
+        return ApiError(403, "consent_denied", "The person's consent for this vertical is not in effect.")
+
+    # --- what was released (the disclosure ledger, audit.ledger) ------------------------
+
+    def release(self, channel, person_ids, fields=None):
+        """The ledger entry of releasing `fields` ({field: masking rule}; by default the person
+        fields) of `person_ids` through `channel` under this scope."""
+        integration = self.integration
+        return {"integration": integration.pk, "tenant_id": integration.tenant_id, "partner": integration.partner.slug,
+                "vertical": self.vertical, "purpose_code": integration.purpose_code, "channel": channel,
+                "fields": dict(self.person_fields if fields is None else fields),
+                "contract_version": integration.data_contract.ref, "person_ids": [str(p) for p in person_ids]}
+
+    def record_release(self, channel, records):
+        """The ledger entries of releasing `records` (minimized dicts), one per record type."""
+        by_type = {}
+        for record in records:
+            by_type.setdefault(record["record_type"], set()).add(record["person_id"])
+        releases = []
+        for record_type, person_ids in sorted(by_type.items()):
+            rule = self.record_rules.get(record_type, {}).get("fields", {})
+            fields = {"person_id": "plain", **{f"{record_type}.{name}": masking for name, masking in rule.items()}}
+            releases.append(self.release(channel, sorted(person_ids), fields))
+        return releases
 
     def minimize_person(self, person):
         return minimize(person, self.person_fields)

@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import DisclosureChannel as Channel
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
 from scp_core.errors import ApiError
 
-from .events import visible_body
+from .events import release_of, visible_body
 from .metrics import count_webhook
 from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription
 
@@ -107,7 +108,8 @@ def deliver(delivery_id, *, now=None, session=None):
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event__tenant", "event__vertical", "subscription__integration")
+            .select_related("event__tenant", "event__vertical", "subscription__integration__partner",
+                            "subscription__integration__data_contract__contract")
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             .first()
         )
@@ -121,15 +123,15 @@ def deliver(delivery_id, *, now=None, session=None):
             delivery.save(update_fields=["next_attempt_at"])
             return delivery.status
         # Consent, vertical and the integration's state, re-checked now (spec §4.3).
-        body = visible_body(delivery.event, subscription.integration)
-        if body is None:
+        payload = visible_body(delivery.event, subscription.integration)
+        if payload is None:
             _audit_attempt(delivery, subscription, AuditResult.DENIED, error="not visible to the subscriber at delivery time")
             return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
         try:
             check_target(subscription.url)
         except ApiError as exc:
             return _finish(delivery, DeliveryStatus.DEAD, str(exc.detail))
-        body = json.dumps(body, separators=(",", ":"))
+        body = json.dumps(payload, separators=(",", ":"))
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",
@@ -152,9 +154,12 @@ def deliver(delivery_id, *, now=None, session=None):
             duration_ms=duration_ms,
         )
         delivered = status_code is not None and 200 <= status_code < 300
+        # The receiver answered, so it had the body: a disclosure whatever it answered.
+        released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) \
+            if status_code is not None else None
         _audit_attempt(delivery, subscription, AuditResult.SUCCESS if delivered else AuditResult.FAILURE,
                        status_code=status_code, error=error or (f"HTTP {status_code}" if not delivered else ""),
-                       duration_ms=duration_ms)
+                       duration_ms=duration_ms, disclosures=[released] if released else ())
         if delivered:
             if subscription.consecutive_failures or subscription.circuit_open_until:  # a write only when it changes
                 subscription.consecutive_failures = 0
@@ -165,7 +170,7 @@ def deliver(delivery_id, *, now=None, session=None):
         return _failed(delivery, subscription, status_code, error, retry_after, now)
 
 
-def _audit_attempt(delivery, subscription, result, *, status_code=None, error="", duration_ms=None):
+def _audit_attempt(delivery, subscription, result, *, status_code=None, error="", duration_ms=None, disclosures=()):
     """Each attempt, and each delivery withheld at delivery time, in the chained audit log
     (spec §9), in the transaction of the attempt's row: what was released, to whom, how it went."""
     event, integration = delivery.event, subscription.integration
@@ -176,6 +181,7 @@ def _audit_attempt(delivery, subscription, result, *, status_code=None, error=""
         details={"delivery": str(delivery.pk), "attempt": delivery.attempts, "event_type": event.event_type,
                  "event_id": event.pk, "person_id": str(event.person_id) if event.person_id else None,
                  "endpoint_host": urlsplit(subscription.url).hostname, "duration_ms": duration_ms},
+        disclosures=disclosures,
     )
 
 

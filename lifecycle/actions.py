@@ -4,7 +4,7 @@ portal's form and the governance API's body. The admin and the API both read it,
 action is offered by both or by neither."""
 from dataclasses import dataclass
 
-from . import forms, services
+from . import disclosures, forms, services
 from .api import serializers
 
 
@@ -37,6 +37,9 @@ ACTIONS = {
     "archive": LifecycleAction("Archive", "archive", services.integration_archive, forms.ReasonForm,
                                serializers.ReasonSerializer),
     "rotate-secret": LifecycleAction("Rotate secret", None, services.integration_rotate_secret, forms.ActionForm, None, True),
+    # Withhold an investigation's disclosures from the person's report (issue #13).
+    "embargo": LifecycleAction("Embargo disclosures", None, disclosures.integration_embargo, forms.EmbargoForm,
+                               serializers.EmbargoSerializer),
 }
 
 

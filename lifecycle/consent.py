@@ -3,20 +3,26 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, audit_record
-from scp_core.models import Consent, ConsentStatus
+from scp_core.errors import ValidationFailedError
+from scp_core.models import Consent, ConsentStatus, Purpose
 
 from .permissions import require
 from .signals import consent_withdrawn
 
 
-def consent_record(*, person, vertical, status, actor, effective_at=None, request_id=""):
-    """Record a consent change of one person for one vertical.
+def consent_record(*, person, vertical, status, actor, effective_at=None, purposes=None, request_id=""):
+    """Record a consent change of one person for one vertical, optionally naming the purposes
+    (codes of the tenant's vocabulary) it covers; `purposes=None` covers every purpose.
 
     It is read by every later request from the database (no cache), so a withdrawal that
     takes effect now blocks the very next request, batch row or webhook delivery: it is in
     force from `effective_at` or from its commit, whichever is later.
     """
     require(actor, "change-consent", tenant=person.tenant)
+    unknown = sorted(set(purposes or ()) - set(Purpose.objects.filter(tenant=person.tenant_id).values_list("code", flat=True)))
+    if unknown:
+        raise ValidationFailedError("A consent names purposes of the person's tenant only.",
+                                    errors=[{"field": "purposes", "message": f"unknown purpose: {code}"} for code in unknown])
     now = timezone.now()
     effective_at = effective_at or now
     with transaction.atomic():
@@ -31,6 +37,7 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
         consent.prior_status = prior
         consent.effective_at = effective_at
         consent.recorded_at = now
+        consent.purpose_codes = Consent.purpose_codes_of(purposes or ())
         consent._change_reason = f"{status} by {actor.get_username()}"
         consent._history_user = actor
         consent.save()
@@ -45,6 +52,7 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, reques
                 "status": status,
                 "prior_status": prior,
                 "effective_at": effective_at.isoformat(),
+                "purposes": consent.purposes,
             },
         )
         if status == ConsentStatus.WITHDRAWN:  # announced in the same transaction (exchange's outbox)

@@ -10,7 +10,8 @@ from scp_core.errors import InvalidTransitionError
 from .permissions import require
 
 
-def template_revise(*, template, actor, name=None, purpose=None, data_contract=None, verticals=None, request_id=""):
+def template_revise(*, template, actor, name=None, purpose=None, purpose_code=None, data_contract=None, verticals=None,
+                    request_id=""):
     """A change to a template is a new, not yet vetted version; integrations keep theirs."""
     require(actor, "revise-template")
     with transaction.atomic():
@@ -20,6 +21,7 @@ def template_revise(*, template, actor, name=None, purpose=None, data_contract=N
             version=latest + 1,
             name=name or template.name,
             purpose=purpose or template.purpose,
+            purpose_code=purpose_code or template.purpose_code,
             data_contract=data_contract or template.data_contract,
         )
         revised.verticals.set(verticals if verticals is not None else template.verticals.all())

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from registry.models import DataContract, DataContractVersion, IntegrationTemplate, Partner, PartnerType, RateLimitPolicy
-from scp_core.models import Consent, ConsentStatus, Person, Sex, Tenant, Vertical
+from scp_core.models import Consent, ConsentStatus, Person, Purpose, Sex, Tenant, Vertical
 from scp_core.statistics import analyze
 
 from .models import RoleAssignment
@@ -58,6 +58,15 @@ HEALTH_READ_FIELDS = {
     "district": "plain",
 }
 
+# Each tenant's purpose vocabulary (contract): code -> (name, investigation).
+PURPOSES = {
+    "treatment": ("Treatment and care", False),
+    "public_health_reporting": ("Public-health reporting", False),
+    "programme_eligibility": ("Programme eligibility", False),
+    "research": ("Research", False),
+    "investigation": ("Investigation", True),
+}
+
 # Per vertical and person: consent granted, never given, or withdrawn.
 _CONSENT_MIX = (("granted", 0.6), ("never", 0.25), ("withdrawn", 0.15))
 
@@ -66,7 +75,10 @@ _CONSENT_MIX = (("granted", 0.6), ("never", 0.25), ("withdrawn", 0.15))
 def seed_reference_data(*, dev_passwords=False):
     """Tenants, verticals, partner, contract, template and demo staff users (idempotent)."""
     for code, name in TENANTS.items():
-        Tenant.objects.get_or_create(code=code, defaults={"name": name})
+        tenant, _ = Tenant.objects.get_or_create(code=code, defaults={"name": name})
+        for purpose, (label, investigation) in PURPOSES.items():
+            Purpose.objects.get_or_create(tenant=tenant, code=purpose,
+                                          defaults={"name": label, "investigation": investigation})
     for code, name in VERTICALS.items():
         Vertical.objects.get_or_create(code=code, defaults={"name": name})
     Partner.objects.get_or_create(slug="acme-health", defaults={"name": "ACME Health", "partner_type": PartnerType.NGO})
@@ -92,6 +104,7 @@ def seed_reference_data(*, dev_passwords=False):
         defaults={
             "name": "Health records (basic)",
             "purpose": "Read basic demographics of consenting persons and report immunizations.",
+            "purpose_code": "public_health_reporting",
             "data_contract": version,
             "vetted_at": timezone.now(),
         },

@@ -22,6 +22,11 @@ class RequiredReasonForm(ActionForm):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required: it is recorded and shown to the requester.")
 
 
+class EmbargoForm(RequiredReasonForm):
+    until = forms.DateTimeField(required=False, label="Withhold from the person's report until",
+                                help_text="Empty lifts the embargo. Only an investigation's disclosures may be embargoed.")
+
+
 class ApproveForm(ReasonForm):
     cross_tenant_grant = forms.BooleanField(
         required=False,
@@ -66,9 +71,11 @@ class IntegrationRequestForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        fields = ["template", "tenant", "partner", "integration_name", "verticals", "purpose", "active_from", "active_until"]
+        fields = ["template", "tenant", "partner", "integration_name", "verticals", "purpose", "purpose_code",
+                  "active_from", "active_until"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["template"].queryset = IntegrationTemplate.objects.filter(vetted_at__isnull=False)
         self.fields["template"].required = True
+        self.fields["purpose_code"].help_text = "One of the tenant's purposes; empty: the template's."

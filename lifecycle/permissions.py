@@ -13,6 +13,8 @@
 | revise-template, vet-template        | umbrella authority                                         |
 | configure-connector                  | tenant admin of the integration's tenant, ROOT             |
 | assign-roles, configure-tenant       | ROOT                                                       |
+| read-disclosures (of a person)       | tenant admin of the person's tenant, auditor               |
+| embargo (an investigation's)         | umbrella authority                                         |
 
 ROOT operates the platform but takes no data-access decision (review, approve, reject).
 Auditors only read. Separation of duties: whoever created or submitted a request cannot
@@ -72,6 +74,14 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
         if roles.is_root:
             return None
         return "Only ROOT may do this."
+    if action == "read-disclosures":
+        if roles.is_auditor or is_tenant_admin:
+            return None
+        return "Only the person's tenant admin or an auditor may read the person's disclosures."
+    if action == "embargo":
+        if roles.is_umbrella:
+            return None
+        return "Only the umbrella authority may embargo disclosures."
     if action == "change-consent":
         if roles.is_root or is_tenant_admin:
             return None

@@ -13,6 +13,7 @@ from audit.services import AuditEvent, audit_record
 from registry.credentials import new_api_key
 from registry.models import Integration, ReviewDecision, VerticalReview
 from scp_core.errors import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
+from scp_core.models import Purpose
 
 from . import keycloak
 from .permissions import require
@@ -33,14 +34,23 @@ def integration_create(
     data_contract=None,
     template=None,
     purpose="",
+    purpose_code="",
     active_from=None,
     active_until=None,
     rate_limit_policy=None,
     other_tenants=(),
     request_id="",
 ):
-    """Create a Draft integration, from a vetted registry template or from scratch."""
+    """Create a Draft integration, from a vetted registry template or from scratch. Its
+    purpose is one of the tenant's (`purpose_code`; a template proposes one)."""
     require(actor, "create", tenant=tenant, partner=partner)
+    purpose_code = purpose_code or (template.purpose_code if template is not None else "")
+    if not Purpose.objects.filter(tenant=tenant, code=purpose_code).exists():
+        known = ", ".join(Purpose.objects.filter(tenant=tenant).values_list("code", flat=True)) or "none"
+        raise ValidationFailedError(
+            "An integration declares one of its tenant's purposes.",
+            errors=[{"field": "purpose_code", "message": f"{purpose_code or 'missing'}: not one of {tenant.code}'s ({known})"}],
+        )
     if template is not None:
         if not template.is_vetted:
             raise ValidationFailedError(f"Template {template} is not vetted by the umbrella authority yet.")
@@ -73,6 +83,7 @@ def integration_create(
             template=template,
             data_contract=data_contract,
             purpose=purpose,
+            purpose_code=purpose_code,
             active_until=active_until,
             rate_limit_policy=rate_limit_policy,
             created_by=actor,
@@ -89,7 +100,7 @@ def integration_create(
             actor_user=actor,
             request_id=request_id,
             verticals=[v.code for v in verticals],
-            details={"status": integration.status, "data_contract": data_contract.ref},
+            details={"status": integration.status, "data_contract": data_contract.ref, "purpose_code": purpose_code},
         )
     return integration
 

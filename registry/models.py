@@ -129,6 +129,8 @@ class IntegrationTemplate(models.Model):
     version = models.PositiveIntegerField(default=1)
     name = models.CharField(max_length=200)
     purpose = models.TextField()
+    purpose_code = models.SlugField(max_length=40, blank=True,
+                                    help_text="The purpose it proposes, from each tenant's vocabulary.")
     data_contract = models.ForeignKey(DataContractVersion, on_delete=models.PROTECT, related_name="templates")
     verticals = models.ManyToManyField(Vertical, related_name="templates")
     vetted_at = models.DateTimeField(null=True, blank=True)
@@ -186,7 +188,7 @@ class IntegrationQuerySet(models.QuerySet):
 
     def for_token(self, integration_id):
         """The integration named by a partner token, with what the policy checks joined in."""
-        return self.select_related("tenant", "data_contract", "rate_limit_policy").filter(
+        return self.select_related("tenant", "partner", "data_contract__contract", "rate_limit_policy").filter(
             integration_id=integration_id
         )
 
@@ -208,6 +210,12 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     status = FSMField(default=S.DRAFT, choices=S.choices, protected=True)
     verticals = models.ManyToManyField(Vertical, related_name="integrations")
     purpose = models.TextField(blank=True)
+    # The declared purpose, from the tenant's vocabulary (scp_core.Purpose); reviewed with the
+    # request, editable only in Draft, so fixed by activation (issue #13).
+    purpose_code = models.SlugField(max_length=40, blank=True)
+    # Disclosures to an investigation are withheld from the person's report until this date,
+    # set only with the umbrella authority's recorded approval (lifecycle.disclosures).
+    embargo_until = models.DateTimeField(null=True, blank=True, editable=False)
     active_from = models.DateTimeField(default=timezone.now)
     active_until = models.DateTimeField(null=True, blank=True)
     data_contract = models.ForeignKey(DataContractVersion, on_delete=models.PROTECT, related_name="integrations")

@@ -86,6 +86,25 @@ class Person(models.Model):
         return f"{self.given_name} {self.family_name}"
 
 
+class Purpose(models.Model):
+    """A purpose of processing in the tenant's controlled vocabulary (issue #13): each
+    integration declares one, reviewed with its request; a consent may cover only some."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="purposes")
+    code = models.SlugField(max_length=40)
+    name = models.CharField(max_length=200)
+    investigation = models.BooleanField(
+        default=False, help_text="Disclosures for this purpose may be embargoed from the person's report "
+                                 "until a release date the umbrella authority approves.")
+
+    class Meta:
+        ordering = ["tenant", "code"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "code"], name="purpose_code_unique_per_tenant")]
+
+    def __str__(self):
+        return f"{self.code} ({self.tenant_id})"
+
+
 class ConsentStatus(models.TextChoices):
     GRANTED = "granted", "granted"
     WITHDRAWN = "withdrawn", "withdrawn"
@@ -100,6 +119,10 @@ class ConsentQuerySet(models.QuerySet):
         dated in the future leaves the grant in force until that moment.
         """
         return self.filter(vertical=vertical).in_effect_at(at)
+
+    def covering(self, purpose_code):
+        """Consents that cover `purpose_code`: those naming no purpose cover every purpose."""
+        return self.filter(Q(purpose_codes="") | Q(purpose_codes__contains=f",{purpose_code},"))
 
     def in_effect_at(self, at=None):
         """The consent rule itself (see in_effect); the exchange reads it only through
@@ -120,6 +143,9 @@ class Consent(models.Model):
     prior_status = models.CharField(max_length=10, choices=ConsentStatus.choices, blank=True)
     effective_at = models.DateTimeField(default=timezone.now)
     recorded_at = models.DateTimeField(default=timezone.now)
+    # The purposes the consent covers, as ",code,code," (a LIKE both databases index-free
+    # evaluate in the consent filter); empty: every purpose of the vertical.
+    purpose_codes = models.CharField(max_length=500, blank=True, default="", db_default="")
 
     objects = ConsentQuerySet.as_manager()
     history = HistoricalRecords()
@@ -132,6 +158,15 @@ class Consent(models.Model):
 
     def __str__(self):
         return f"{self.person_id}/{self.vertical_id}: {self.status}"
+
+    @property
+    def purposes(self):
+        """The purpose codes the consent names ([]: every purpose)."""
+        return [code for code in self.purpose_codes.split(",") if code]
+
+    @staticmethod
+    def purpose_codes_of(codes):
+        return f",{','.join(sorted(set(codes)))}," if codes else ""
 
 
 class VerticalRecord(models.Model):

@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
@@ -156,13 +157,16 @@ def _audit_fallback(request, response, started):
     context = getattr(request, "scp_audit", {})
     integration = context.get("integration")
     user = getattr(request, "user", None)
-    staff = user if user is not None and getattr(user, "is_authenticated", False) and hasattr(user, "get_username") else None
+    principal = user if user is not None and getattr(user, "is_authenticated", False) else None
+    staff = principal if isinstance(principal, AbstractBaseUser) else None
+    # A platform client (scp-citizen-app) is no user row: recorded by its name.
+    actor = principal.get_username() if principal is not None and staff is None else context.get("client_id", "")
     result = AuditResult.of_status(status)
     code = getattr(response, "problem_code", "") or _problem_code(response)
     audit_record(
         event_type=AuditEvent.API_REQUEST, result=result,
         tenant=integration.tenant if integration else None, integration=integration,
-        actor_user=staff, actor=context.get("client_id", "") if staff is None else "",
+        actor_user=staff, actor="" if staff is not None else actor,
         client_id=context.get("client_id", ""), request_id=request.request_id,
         source_ip=getattr(request, "scp_source_ip", None) or request.META.get("REMOTE_ADDR"),
         verticals=context.get("verticals", []), status_code=status, error_code=code,

@@ -24,12 +24,14 @@ class Partnered:
         return response.json()["access_token"]
 
 
-def activate(staff, demo, keycloak_clients, *, tenant="ke", name="exchange", verticals=("health",)):
-    """Create and walk an integration to Active through the services, each step by its role."""
+def activate(staff, demo, keycloak_clients, *, tenant="ke", name="exchange", verticals=("health",), **create):
+    """Create and walk an integration to Active through the services, each step by its role
+    (from the demo template unless `create` names a data_contract; `purpose_code` too)."""
+    if "data_contract" not in create:
+        create["template"] = IntegrationTemplate.objects.get(slug="health-records-basic", version=1)
     integration = services.integration_create(
         actor=staff[f"{tenant}-admin"], tenant=demo[tenant], partner=Partner.objects.get(slug="acme-health"),
-        integration_name=name, verticals=[demo[v] for v in verticals],
-        template=IntegrationTemplate.objects.get(slug="health-records-basic", version=1),
+        integration_name=name, verticals=[demo[v] for v in verticals], **create,
     )
     keycloak_clients.append(integration.client_id_for_keycloak)
     integration = services.integration_submit(integration=integration, actor=staff[f"{tenant}-admin"])

@@ -46,7 +46,7 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     figures = json.loads((tmp_path / "bench.json").read_text())
     http = figures["http"]
     assert http["same_rows"] is True
-    for side in ("governed", "bare"):
+    for side in ("governed", "bare", "ledger_off"):
         assert http[side]["requests"] > 0 and http[side]["errors"]["status"] == 0
         assert 0 < http[side]["p50_ms"] <= http[side]["p99_ms"]
     assert figures["audit"]["service"]["rate"] > 0 and figures["audit"]["raw_insert"]["rate"] > 0
@@ -57,16 +57,16 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     assert figures["consent"]["checks_after_withdrawal"] > 0
     assert figures["consent"]["leaked_persons"] == 0
     assert figures["gunicorn_rss_mb"] and all(rss > 0 for rss in figures["gunicorn_rss_mb"])
-    assert len(figures["table"]) == 9
+    assert len(figures["table"]) == 10
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 11  # the header, its rule and nine figures
+    assert table.count("\n| ") == 12  # the header, its rule and ten figures
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _figures(**overrides):
     http_side = {"throughput": 100.0, "p50_ms": 5.0, "p99_ms": 10.0}
     figures = {
-        "http": {"governed": dict(http_side), "bare": dict(http_side)},
+        "http": {"governed": dict(http_side), "bare": dict(http_side), "ledger_off": dict(http_side)},
         "audit": {"service": {"rate": 900.0}, "raw_insert": {"rate": 1000.0}},
         "import": {"governed": {"rate": 20000.0}, "copy": {"rate": 100000.0}, "import_export": {"rate": 500.0}},
         "webhooks": {"webhook": {"rate": 400.0}, "noop": {"rate": 1000.0}},
@@ -87,8 +87,9 @@ def test_every_target_met_reads_yes():
 
 
 @pytest.mark.parametrize(("override", "measure"), [
-    ({"http__governed__throughput": 79.0}, "GET /api/v1/persons/ throughput (req/s)"),
+    ({"http__governed__throughput": 79.0, "http__ledger_off__throughput": 80.0}, "GET /api/v1/persons/ throughput (req/s)"),
     ({"http__governed__p99_ms": 15.5}, "GET /api/v1/persons/ p99 latency (ms)"),
+    ({"http__ledger_off__throughput": 112.0}, "… with the disclosure ledger vs without (req/s)"),
     ({"audit__service__rate": 790.0}, "audit append (records/s)"),
     ({"import__governed__rate": 9000.0}, "batch import vs COPY (rows/s)"),
     ({"import__import_export__rate": 5000.0}, "batch import vs django-import-export (rows/s)"),

@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 
+from audit.models import Disclosure
 from exchange import exports, webhooks
 from exchange.batch import import_store, run_import
 from exchange.events import emit
@@ -205,6 +206,35 @@ def test_no_exchange_route_returns_a_withdrawn_person(api, partner, staff, demo)
         assert str(person.pk).encode() not in body and b"Routeperson" not in body, (route, response.status_code)
         checked += 1
     assert checked >= 8
+
+
+def test_every_exchange_route_that_releases_a_person_records_it_in_the_ledger(api, partner, demo):
+    """Issue #13, enumerated: every GET route of the exchange (walked from the resolver) whose
+    answer names a consenting person wrote a disclosure ledger row naming that person, tied to
+    the request's own audit record; a route whose answer does not name them wrote none."""
+    person = make_person(demo["ke"], "LEDGER-ROUTE", [(demo["health"], ConsentStatus.GRANTED)])
+    record = VerticalRecord.objects.create(person=person, vertical=demo["health"], record_type="immunization",
+                                           data={"vaccine": "BCG", "dose": 1, "date": "2026-01-01"},
+                                           source_integration=partner.integration)
+    emit(event_type=EventType.RECORD_CREATED, tenant=demo["ke"], vertical=demo["health"], person_id=person.pk,
+         integration=partner.integration,
+         data={"record_id": str(record.pk), "person_id": str(person.pk), "record_type": "immunization"})
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    released = 0
+    for route, methods in _exchange_routes():
+        if "GET" not in methods:
+            continue
+        seen = set(Disclosure.objects.values_list("pk", flat=True))
+        response = api.get(_url(route, partner.integration, demo, person))
+        body = b"".join(response.streaming_content) if getattr(response, "streaming", False) else response.content
+        named = [d for d in Disclosure.objects.exclude(pk__in=seen).select_related("record") if str(person.pk) in d.person_ids]
+        assert bool(named) == (str(person.pk).encode() in body), (route, response.status_code)
+        for disclosure in named:
+            assert disclosure.integration_id == partner.integration.pk
+            assert disclosure.record.request_id == response["X-Request-ID"], route
+            assert disclosure.record.details["disclosures"]["persons"] >= 1
+        released += bool(named)
+    assert released >= 4  # persons, person, records, events
 
 
 def _get_total(api, partner):

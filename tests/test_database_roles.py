@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.db import connection, connections
 
-from audit.models import AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal
+from audit.models import AuditCheckpoint, AuditEvent, AuditRecord, AuditSeal, Disclosure
 from audit.privileges import APPEND_ONLY_TABLES
 from audit.services import audit_record
 
@@ -43,7 +43,7 @@ def _tables(conn):
 
 
 def test_the_append_only_tables_are_the_audit_models_tables():
-    assert APPEND_ONLY_TABLES == [model._meta.db_table for model in (AuditRecord, AuditSeal, AuditCheckpoint)]
+    assert APPEND_ONLY_TABLES == [model._meta.db_table for model in (AuditRecord, AuditSeal, AuditCheckpoint, Disclosure)]
 
 
 def test_the_roles_are_distinct_and_the_tests_run_as_the_application_role():

@@ -33,7 +33,7 @@ def _activate_reviewed(staff, demo, keycloak_clients, *, approved_fields, **crea
     """An Active ke/health integration whose reviewer approved only `approved_fields`; its token."""
     integration = services.integration_create(
         actor=staff["ke-admin"], tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),
-        integration_name="reviewed", verticals=[demo["health"]], **create)
+        integration_name="reviewed", verticals=[demo["health"]], **{"purpose_code": "treatment", **create})
     keycloak_clients.append(integration.client_id_for_keycloak)
     integration = services.integration_submit(integration=integration, actor=staff["ke-admin"])
     integration = services.integration_review(integration=integration, actor=staff["ke-health-owner"], vertical=demo["health"],

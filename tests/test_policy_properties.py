@@ -111,7 +111,7 @@ class ScopeIntersectionProperties(TestCase):
         integration = services.integration_create(
             actor=users.get(username="ke-admin"), tenant=Tenant.objects.get(code="ke"),
             partner=Partner.objects.get(slug="acme-health"), integration_name="prop",
-            verticals=list(Vertical.objects.filter(code__in=declared)), data_contract=version)
+            verticals=list(Vertical.objects.filter(code__in=declared)), data_contract=version, purpose_code="research")
         integration = services.integration_submit(integration=integration, actor=users.get(username="ke-admin"))
         if "health" in declared:
             narrowed = approved & contract_fields

@@ -1,14 +1,21 @@
 """The approval portal in a real browser: staff sign in through the real Keycloak login page,
 a vertical owner approves from their review queue, the umbrella authority signs off and
 activates. Screenshots of each screen are saved under artifacts/screenshots/."""
+import datetime
 import os
 from pathlib import Path
 
 import pytest
+import requests as http
 from django.conf import settings
+from django.utils import timezone
 
 from lifecycle import services
 from registry.models import Integration, IntegrationStatus, IntegrationTemplate, Partner
+from scp_core.models import ConsentStatus
+
+from .conftest import make_person
+from .exchange_helpers import activate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -119,13 +126,6 @@ def test_buttons_show_only_what_the_signed_in_person_may_do(browser, live_server
 
 
 def test_monitoring_screens_render_real_data_in_chromium(browser, live_server, staff, demo, keycloak_clients):
-    from .exchange_helpers import activate
-
-    import datetime
-
-    import requests as http
-    from django.utils import timezone
-
     partner = activate(staff, demo, keycloak_clients, name="monitored clinic")
     # It ends in three days: the compliance view lists it.
     Integration.objects.filter(pk=partner.integration.pk).update(active_until=timezone.now() + datetime.timedelta(days=3))
@@ -142,4 +142,25 @@ def test_monitoring_screens_render_real_data_in_chromium(browser, live_server, s
     assert "monitored clinic" in page.inner_text("#compliance")
     assert "active_until within 14 days" in page.inner_text("#compliance")
     _shot(page, "08-compliance")
+    page.context.close()
+
+
+def test_a_persons_disclosures_and_report_in_chromium(browser, live_server, staff, demo, keycloak_clients):
+    """Issue #13: the tenant admin opens a person's disclosures from the person's page and
+    prints the subject-access report."""
+    partner = activate(staff, demo, keycloak_clients, name="district clinic")
+    person = make_person(demo["ke"], "13000009", [(demo["health"], ConsentStatus.GRANTED)], given_name="Amina")
+    for url in ("/api/v1/persons/?vertical=health", f"/api/v1/persons/{person.pk}/?vertical=health"):
+        assert http.get(f"{live_server.url}{url}", headers={"Authorization": f"Bearer {partner.token}"}, timeout=10).ok
+    page = _sign_in(browser, live_server, "ke-admin")
+    page.goto(f"{live_server.url}/admin/scp_core/person/{person.pk}/change/")
+    page.get_by_role("link", name="Disclosures").click()
+    page.wait_for_url("**/disclosures/")
+    assert page.locator("tr.disclosure").count() == 2
+    assert "district clinic" in page.inner_text("#disclosures") and "national_id (last:4)" in page.inner_text("#disclosures")
+    _shot(page, "09-person-disclosures")
+    page.click("#disclosure-report")
+    page.wait_for_url("**/disclosures/report/")
+    assert page.locator("tr.disclosure").count() == 2 and "Amina" in page.inner_text("body")
+    _shot(page, "10-subject-access-report")
     page.context.close()

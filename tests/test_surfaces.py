@@ -156,7 +156,7 @@ API_RULES = {
     "exchange-import-resume": "partner", "exchange-import-errors": "partner",
     # The governance API: staff, scoped by role like the portal.
     "governance-integrations": "staff", "governance-integration": "staff", "governance-integration-action": "staff",
-    "governance-consents": "staff",
+    "governance-consents": "staff", "governance-person-disclosures": "staff",
     # No tenant data: the OpenAPI document, staff login, and metrics (global roles or the scraper).
     "api-schema": "document", "oidc_authentication_callback": "login", "oidc_authentication_init": "login",
     "oidc_logout": "login", "metrics": "metrics",

@@ -41,8 +41,10 @@ def _consenting_persons(demo, prefix, n):
 
 
 def _subscribe_to_withdrawals(api, partner, receiver):
-    """The partner's subscription to consent.withdrawn at `receiver`, whose signatures it checks."""
+    """The partner's subscription to consent.withdrawn at `receiver`, whose signatures it checks.
+    It has read the persons first: a withdrawal is told only to those who received the person."""
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
+    assert api.get("/api/v1/persons/?vertical=health&page_size=500").status_code == 200
     response = api.post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]}, format="json")
     receiver.secret = response.json()["secret"]
 

@@ -128,6 +128,7 @@ def test_pull_feed_returns_the_webhook_body_under_current_consent(api, setup, st
     other = make_person(demo["ke"], "66600001", [(demo["health"], ConsentStatus.GRANTED)])
     _push(api, partner, person)
     _push(api, partner, other)
+    assert api.get(f"/api/v1/persons/{other.pk}/?vertical=health").status_code == 200  # it received them
     consent_record(person=other, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {partner.token}")
     feed = api.get("/api/v1/events/?cursor=0").json()

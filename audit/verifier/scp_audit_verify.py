@@ -12,7 +12,9 @@ canonical JSON; sequence numbers follow each other; the first record links to a 
 checkpoint (or to the genesis hash); every checkpoint and the export's closing signature are
 valid Ed25519 signatures, over hashes the chain reproduces, each by the published key it names
 (after a key rotation, give every key in use over the export's period) and made within that
-key's period.
+key's period. A record that released persons' data commits to its disclosures (the
+disclosure ledger): its details carry `disclosures.digest`, and the export line carries the
+disclosures themselves, which must reproduce that digest.
 """
 import argparse
 import base64
@@ -33,6 +35,36 @@ def canonical_bytes(document):
 
 def link_hash(prev_hash, document):
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_bytes(document)).hexdigest()
+
+
+DISCLOSURE_KEYS = ("channel", "contract_version", "fields", "integration", "partner", "person_ids",
+                   "purpose_code", "vertical")
+
+
+def disclosure_document(disclosure):
+    """The canonical content of one disclosure that its audit record commits to."""
+    document = {key: disclosure[key] for key in DISCLOSURE_KEYS}
+    document["person_ids"] = sorted(str(p) for p in disclosure["person_ids"])
+    document["integration"] = str(disclosure["integration"])
+    return document
+
+
+def disclosures_digest(disclosures):
+    """SHA-256 over the record's disclosures in canonical order (independent of row order)."""
+    lines = sorted(canonical_bytes(disclosure_document(d)) for d in disclosures)
+    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+
+
+def disclosure_mismatch(record, disclosures):
+    """Why `disclosures` are not the ones `record` (its canonical document) commits to, or None."""
+    committed = (record.get("details") or {}).get("disclosures")
+    if not disclosures and not committed:
+        return None
+    if not committed:
+        return "has disclosures its record does not commit to (added)"
+    if disclosures_digest(disclosures or []) != committed.get("digest"):
+        return "its disclosures differ from those its record commits to (added, removed or changed)"
+    return None
 
 
 def checkpoint_message(chain, seq, hash_, signed_at):
@@ -127,6 +159,9 @@ def verify_export(directory, public_key=None):
             raise Failure(f"{where}: content does not match its hash (the record was altered)")
         if expected_seq in checkpoints and checkpoints[expected_seq]["hash"] != entry["hash"]:
             raise Failure(f"{where}: differs from the signed checkpoint at seq {expected_seq}")
+        mismatch = disclosure_mismatch(entry["record"], entry.get("disclosures"))
+        if mismatch:
+            raise Failure(f"{where}: {mismatch}")
         prev = last_hash = entry["hash"]
         expected_seq += 1
         count += 1

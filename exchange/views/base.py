@@ -66,6 +66,11 @@ class GovernedAPIView(APIView):
     def audit_details(self, **details):
         self.request._request.scp_audit["details"].update(details)
 
+    def disclose(self, *releases):
+        """Record what this response releases (DataScope.release): written to the disclosure
+        ledger with the request's audit record, if the response succeeds."""
+        self.request._request.scp_audit.setdefault("disclosures", []).extend(r for r in releases if r["person_ids"])
+
     def read_scope(self):
         """The DataScope of the requested vertical, checked against the read scope and
         recorded for audit: every read handler reads through it."""
@@ -149,4 +154,5 @@ def _audit_request(request, response):
             **({"client_request_id": django_request.client_request_id} if getattr(django_request, "client_request_id", "") else {}),
             **audit["details"],
         },
+        disclosures=audit.get("disclosures", ()) if status < 400 else (),
     )

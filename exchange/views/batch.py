@@ -149,7 +149,8 @@ class ExportDownloadView(_ExportJobView):
             raise ApiError(409, "invalid_transition", f"The export is {job.status}, not completed yet.")
         if not job.file_path:
             raise ApiError(404, "not_found", "The export has expired.")
-        rows, excluded = exports.stream_download(job)
+        rows, excluded, releases = exports.stream_download(job)
+        self.disclose(*releases)
         self.audit_details(export_job=str(job.id), data_categories=sorted(self.principal.read_fields.get(job.vertical.code, {})),
                            consent={"checked": "at download", "excluded_at_download": excluded})
         content_type = "text/csv" if job.file_format == "csv" else "application/x-ndjson"

@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
+from audit.models import DisclosureChannel as Channel
 from scp_core.errors import ApiError
 
 from .. import events as events_module
@@ -72,6 +73,8 @@ class EventFeedView(GovernedAPIView):
         in_token = [e for e in events if e.vertical_id is None or e.vertical.code in self.principal.token_verticals]
         visible = [(e, body) for e in in_token if (body := events_module.visible_body(e, integration)) is not None]
         self.audit_details(events={"scanned": len(events), "returned": len(visible)})
+        self.disclose(*events_module.merged(
+            r for e, body in visible if (r := events_module.release_of(e, body, integration, Channel.EVENTS_FEED))))
         return Response({
             "events": [{"id": e.id, **body} for e, body in visible],
             "next_cursor": events[-1].id if events else cursor,

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
+from audit.models import DisclosureChannel as Channel
 from scp_core.errors import ApiError
 
 from .. import disclosure, pushes
@@ -43,6 +44,7 @@ class PersonListView(GovernedAPIView):
         # Rows, not model instances: building 100 Person objects per page cost more than the query.
         page = paginator.paginate_queryset(persons.values(*{"id", *fields}), request, view=self)
         self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)})
+        self.disclose(data_scope.release(Channel.API_LIST, [p["id"] for p in page]))
         return paginator.get_paginated_response([data_scope.minimize_person(p) for p in page])
 
 
@@ -52,10 +54,11 @@ class PersonDetailView(GovernedAPIView):
         """One person of the integration's tenant: 404 for any other tenant, 403 without consent."""
         data_scope = self.read_scope()
         person = self.in_scope_or_404(data_scope.tenant_persons(), person_id)
-        consented = data_scope.has_consent(person.pk)
-        self.audit_details(consent={"checked": 1, "allowed": int(consented), "denied": [str(person.pk)] if not consented else []})
-        if not consented:
-            raise ApiError(403, "consent_denied", "The person's consent for this vertical is not in effect.")
+        refused = data_scope.consent_refusal(person.pk)
+        self.audit_details(consent={"checked": 1, "allowed": int(refused is None), "denied": [str(person.pk)] if refused else []})
+        if refused is not None:
+            raise refused
+        self.disclose(data_scope.release(Channel.API_DETAIL, [person.pk]))
         return Response(data_scope.minimize_person(person))
 
 
@@ -72,7 +75,9 @@ class RecordListView(GovernedAPIView):
         page = paginator.paginate_queryset(records, request, view=self)
         self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)},
                            record_types=sorted(data_scope.record_rules))
-        return paginator.get_paginated_response([data_scope.minimize_record(r) for r in page])
+        released = [data_scope.minimize_record(r) for r in page]
+        self.disclose(*data_scope.record_release(Channel.RECORDS, released))
+        return paginator.get_paginated_response(released)
 
     @extend_schema(
         operation_id="records_push",

@@ -4,10 +4,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authentication import BaseAuthentication
 
-from .. import tokens
 from scp_core.errors import ApiError
 
+from .. import tokens
+from ..disclosures import CITIZEN_APP
+
 STAFF_CLIENTS = {"scp-portal", "scp-cli"}
+CITIZEN_APP_CLIENT = "scp-citizen-app"
 
 
 class StaffTokenAuthentication(BaseAuthentication):
@@ -17,6 +20,9 @@ class StaffTokenAuthentication(BaseAuthentication):
         # An access token (not an ID or refresh token) issued for the governance API: a token
         # of another audience, a partner's included, is no staff credential.
         claims = tokens.verify(tokens.bearer_token(request), audience=settings.KEYCLOAK_GOVERNANCE_AUDIENCE)
+        return self.principal(claims)
+
+    def principal(self, claims):
         if claims.get("typ") != "Bearer" or claims.get("azp") not in STAFF_CLIENTS or not claims.get("preferred_username"):
             raise ApiError(401, "token_invalid", "The token is not a staff user token of the portal.")
         user = get_user_model().objects.filter(username=claims["preferred_username"], is_active=True).first()
@@ -26,3 +32,16 @@ class StaffTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="scp"'
+
+
+class DisclosureReaderAuthentication(StaffTokenAuthentication):
+    """Staff, or the platform client `scp-citizen-app`, whose only right is reading a person's
+    disclosures: every other governance view authenticates staff only, so its token is refused
+    there (and the exchange API wants another audience)."""
+
+    def principal(self, claims):
+        if claims.get("azp") == CITIZEN_APP_CLIENT:
+            if claims.get("typ") != "Bearer":
+                raise ApiError(401, "token_invalid", "The token is not an access token.")
+            return CITIZEN_APP, claims
+        return super().principal(claims)

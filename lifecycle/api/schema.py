@@ -9,3 +9,12 @@ class StaffTokenScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "A staff user's access token from the realm scp."}
+
+
+class DisclosureReaderScheme(StaffTokenScheme):
+    target_class = "lifecycle.api.authentication.DisclosureReaderAuthentication"
+    name = "disclosureReaderToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A staff user's access token, or the platform client scp-citizen-app's."}

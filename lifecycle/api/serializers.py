@@ -22,7 +22,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
         model = Integration
         fields = [
             "integration_id", "tenant", "integration_name", "partner", "partner_name", "partner_type",
-            "status", "verticals", "purpose", "active_from", "active_until", "data_contract_ref",
+            "status", "verticals", "purpose", "purpose_code", "embargo_until", "active_from", "active_until", "data_contract_ref",
             "template", "newer_template", "other_tenants", "auth_client_id", "rate_limit_policy_id", "replacement", "created_by", "created_at",
         ]
         read_only_fields = fields
@@ -46,6 +46,7 @@ class IntegrationCreateSerializer(serializers.Serializer):
     integration_name = serializers.CharField(max_length=200)
     verticals = serializers.SlugRelatedField(slug_field="code", queryset=Vertical.objects.all(), many=True)
     purpose = serializers.CharField(required=False, allow_blank=True)
+    purpose_code = serializers.SlugField(required=False, help_text="one of the tenant's purposes (a template proposes one)")
     active_from = serializers.DateTimeField(required=False)
     active_until = serializers.DateTimeField(required=False, allow_null=True)
     other_tenants = serializers.SlugRelatedField(
@@ -91,6 +92,11 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class EmbargoSerializer(serializers.Serializer):
+    until = serializers.DateTimeField(allow_null=True, help_text="release date; null lifts the embargo")
+    reason = serializers.CharField()
+
+
 class DeprecateSerializer(ReasonSerializer):
     replacement = serializers.PrimaryKeyRelatedField(queryset=Integration.objects.all())
 
@@ -100,3 +106,26 @@ class ConsentChangeSerializer(serializers.Serializer):
     vertical = serializers.SlugRelatedField(slug_field="code", queryset=Vertical.objects.all())
     status = serializers.ChoiceField(choices=["granted", "withdrawn"])
     effective_at = serializers.DateTimeField(required=False)
+    purposes = serializers.ListField(child=serializers.SlugField(), required=False,
+                                     help_text="the purposes the consent covers; absent: every purpose of the vertical")
+
+
+class DisclosureSerializer(serializers.Serializer):
+    disclosed_at = serializers.DateTimeField()
+    integration_id = serializers.UUIDField()
+    integration_name = serializers.CharField()
+    partner = serializers.CharField()
+    partner_name = serializers.CharField()
+    vertical = serializers.CharField()
+    purpose_code = serializers.CharField()
+    channel = serializers.CharField()
+    fields = serializers.DictField(child=serializers.CharField(), help_text="{field: masking rule}")
+    contract_version = serializers.CharField()
+    audit_record_id = serializers.IntegerField()
+    embargoed_until = serializers.DateTimeField(allow_null=True, help_text="set only for the auditor, during an embargo")
+
+
+class DisclosurePageSerializer(serializers.Serializer):
+    results = DisclosureSerializer(many=True)
+    withheld = serializers.IntegerField(help_text="disclosures under embargo, left out")
+    next = serializers.URLField(allow_null=True)

@@ -11,4 +11,5 @@ urlpatterns = [
         name="governance-integration-action",
     ),
     path("consents/", views.ConsentChangeView.as_view(), name="governance-consents"),
+    path("persons/<uuid:person_id>/disclosures/", views.PersonDisclosuresView.as_view(), name="governance-person-disclosures"),
 ]

@@ -1,7 +1,7 @@
 """The governance API of the contract: thin views over lifecycle.services."""
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
@@ -14,9 +14,10 @@ from lifecycle.consent import consent_record
 from scp_core.errors import ApiError
 
 from .. import actions, services
+from ..disclosures import CITIZEN_APP, person_disclosures
 from ..roles import roles_of
-from .authentication import StaffTokenAuthentication
-from .serializers import ConsentChangeSerializer, IntegrationCreateSerializer, IntegrationSerializer
+from .authentication import DisclosureReaderAuthentication, StaffTokenAuthentication
+from .serializers import ConsentChangeSerializer, DisclosurePageSerializer, IntegrationCreateSerializer, IntegrationSerializer
 
 
 class GovernanceView(APIView):
@@ -95,6 +96,7 @@ class ConsentChangeView(GovernanceView):
             status=data["status"],
             actor=request.user,
             effective_at=data.get("effective_at"),
+            purposes=data.get("purposes"),
             request_id=request._request.request_id,
         )
         return Response(
@@ -103,6 +105,39 @@ class ConsentChangeView(GovernanceView):
                 "vertical": data["vertical"].code,
                 "status": consent.status,
                 "effective_at": consent.effective_at,
+                "purposes": consent.purposes,
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+class PersonDisclosuresView(GovernanceView):
+    """The disclosure ledger of one person (issue #13), newest first, cursor-paged; for the
+    tenant admin, the auditor and the platform client `scp-citizen-app`."""
+
+    authentication_classes = [DisclosureReaderAuthentication, SessionAuthentication]
+
+    @extend_schema(operation_id="governance_person_disclosures", responses=DisclosurePageSerializer,
+                   parameters=[OpenApiParameter("cursor", OpenApiTypes.INT, required=False),
+                               OpenApiParameter("limit", OpenApiTypes.INT, required=False, description="1 to 200")])
+    def get(self, request, person_id):
+        persons = Person.objects.select_related("tenant")
+        if request.user is not CITIZEN_APP:
+            roles = roles_of(request.user)
+            if not roles.sees_everything:
+                persons = persons.filter(tenant_id__in=roles.admin_tenants)  # others' persons: not found
+        person = persons.filter(pk=person_id).first()
+        if person is None:
+            raise ApiError(404, "not_found", "No such person.")
+        try:
+            cursor = int(request.query_params.get("cursor") or 0) or None
+            limit = int(request.query_params.get("limit") or 50)
+        except ValueError as exc:
+            raise ApiError(422, "validation_error", "'cursor' and 'limit' must be integers.") from exc
+        page = person_disclosures(viewer=request.user, person=person, cursor=cursor, limit=limit, via="api",
+                                  request_id=request._request.request_id)
+        next_url = None
+        if page.next_cursor is not None:
+            next_url = request.build_absolute_uri(f"{request.path}?cursor={page.next_cursor}&limit={limit}")
+        return Response(DisclosurePageSerializer({"results": page.entries, "withheld": page.withheld,
+                                                  "next": next_url}).data)

@@ -1,7 +1,15 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from rest_framework.utils.encoders import JSONEncoder
 
 from audit.services import AuditEvent, audit_record
 from lifecycle.configuration import tenant_save
+from lifecycle.disclosures import REPORT_LIMIT, person_disclosures
+from lifecycle.permissions import may
+from scp_core.errors import PermissionDeniedError
 from scp_core.models import Consent, Person, Tenant, Vertical, VerticalRecord
 
 from .scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
@@ -68,6 +76,55 @@ class PersonAdmin(PersonDataAdmin):
     list_filter = (("tenant", admin.RelatedOnlyFieldListFilter), "sex")
     search_fields = ("given_name", "family_name", "national_id")
     show_full_result_count = False
+    change_form_template = "admin/scp_core/person/change_form.html"
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/disclosures/", self.admin_site.admin_view(self.disclosures_view),
+                 name="%s_%s_disclosures" % info),
+            path("<path:object_id>/disclosures/report/", self.admin_site.admin_view(self.disclosure_report_view),
+                 name="%s_%s_disclosure_report" % info),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        person = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}),
+                         "may_read_disclosures": person is not None and may(request.user, "read-disclosures", tenant=person.tenant)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _disclosures(self, request, object_id, **page):
+        """The person (in the viewer's scope, else 404) and a page of its disclosures (audited)."""
+        person = self.get_object(request, object_id)
+        if person is None:
+            raise Http404("No such person.")
+        try:
+            return person, person_disclosures(viewer=request.user, person=person, request_id=request.request_id, **page)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(exc.detail) from exc
+
+    def disclosures_view(self, request, object_id):
+        """Disclosures of a person: who received the person's data, when, how and why (issue #13)."""
+        try:
+            cursor = int(request.GET.get("cursor") or 0) or None
+        except ValueError:
+            cursor = None
+        person, page = self._disclosures(request, object_id, cursor=cursor, via="portal")
+        return TemplateResponse(request, "admin/scp_core/person/disclosures.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "person": person, "page": page,
+            "title": f"Disclosures of {person.given_name} {person.family_name}",
+        })
+
+    def disclosure_report_view(self, request, object_id):
+        """The printable subject-access report the tenant hands to the person (HTML, or JSON
+        with ?format=json): every disclosure, embargoed ones counted, not named."""
+        person, page = self._disclosures(request, object_id, limit=REPORT_LIMIT, via="report")
+        report = {"person": {"id": str(person.pk), "name": f"{person.given_name} {person.family_name}",
+                             "tenant": person.tenant.code},
+                  "disclosures": page.entries, "withheld": page.withheld, "complete": page.next_cursor is None}
+        if request.GET.get("format") == "json":
+            return JsonResponse(report, encoder=JSONEncoder, json_dumps_params={"indent": 2})
+        return TemplateResponse(request, "disclosures/report.html", {"report": report, "person": person, "page": page})
 
 
 @admin.register(Consent)

@@ -12,6 +12,7 @@ from django_fsm import can_proceed
 from lifecycle import configuration, services
 from lifecycle import forms as admin_forms
 from lifecycle.actions import ACTIONS
+from lifecycle.disclosures import partner_trail
 from lifecycle.models import ReviewRequest, RoleAssignment, SignOffRequest
 from lifecycle.permissions import may
 from registry.models import Integration, IntegrationStatus
@@ -51,7 +52,7 @@ class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
     change_form_template = "admin/lifecycle/integration_change_form.html"
     readonly_fields = (
         "integration_id", "tenant", "integration_name", "partner", "template", "status", "verticals", "purpose",
-        "active_from", "active_until", "data_contract", "auth_client_id", "rate_limit_policy", "replacement",
+        "purpose_code", "embargo_until", "active_from", "active_until", "data_contract", "auth_client_id", "rate_limit_policy", "replacement",
         "other_tenants", "cross_tenant_granted_by", "created_by", "submitted_by", "created_at",
     )
 
@@ -96,6 +97,7 @@ class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
             verticals=list(data["verticals"]),
             template=data["template"],
             purpose=data.get("purpose") or "",
+            purpose_code=data.get("purpose_code") or "",
             active_from=data.get("active_from"),
             active_until=data.get("active_until"),
             request_id=request.request_id,
@@ -127,9 +129,19 @@ class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
                 "<uuid:object_id>/action/<slug:action>/",
                 self.admin_site.admin_view(self.action_view),
                 name="%s_%s_action" % info,
-            )
+            ),
+            path("received/", self.admin_site.admin_view(self.trail_view), name="%s_%s_trail" % info),
         ]
         return urls + super().get_urls()
+
+    def trail_view(self, request):
+        """What these integrations received (the disclosure ledger, counted): a partner's own trail."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(request, "admin/lifecycle/trail.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "rows": partner_trail(actor=request.user),
+            "title": "What the integrations received (last 30 days)",
+        })
 
     def action_view(self, request, object_id, action):
         """One governance action: a form (reason, decision, ...), then the service."""

@@ -1,0 +1,71 @@
+"""The disclosure ledger (issue #13): what each release of persons' data gave to whom.
+
+A release is written with its audit record, in the same statement batch: the record's details
+commit to the release by a digest (`disclosures.digest`, computed by the standalone verifier's
+own rule), so the chain covers the ledger: a disclosure added, removed or changed no longer
+matches its record (audit.chain.verify_chain, the export and the standalone verifier check it).
+A release is a dict: integration (id), tenant_id, partner, vertical, purpose_code, channel,
+fields ({field: masking rule}), contract_version, person_ids."""
+import json
+
+from django.db import connection
+
+from .models import Disclosure
+from .verifier.scp_audit_verify import disclosure_document, disclosures_digest
+
+_COLUMNS = ["record_id", "disclosed_at", "tenant_id", "integration_id", "partner", "vertical", "purpose_code",
+            "channel", "fields", "contract_version", "person_ids"]
+_ROW = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+_INTEGRATION = Disclosure._meta.get_field("integration")
+
+
+def commitment(releases):
+    """What the audit record's details carry about its releases."""
+    return {"persons": sum(len(r["person_ids"]) for r in releases), "digest": disclosures_digest(releases)}
+
+
+def write(cursor, connection, record_id, occurred_at, releases):
+    """Insert the releases of audit record `record_id`: one statement for all of them."""
+    ops = connection.ops
+    at = ops.adapt_datetimefield_value(occurred_at)
+    params = []
+    for release in releases:
+        params += [record_id, at, release["tenant_id"], _INTEGRATION.get_db_prep_save(release["integration"], connection),
+                   release["partner"], release["vertical"], release["purpose_code"], release["channel"],
+                   json.dumps(release["fields"], sort_keys=True), release["contract_version"],
+                   json.dumps([str(p) for p in release["person_ids"]])]
+    cursor.execute(f"INSERT INTO {Disclosure._meta.db_table} ({', '.join(_COLUMNS)}) VALUES "
+                   + ", ".join([_ROW] * len(releases)), params)
+
+
+def documents_of(disclosures):
+    """The canonical documents of stored disclosures (as the export carries them)."""
+    return [disclosure_document(as_release(d)) for d in disclosures]
+
+
+def as_release(disclosure):
+    return {"integration": disclosure.integration_id, "tenant_id": disclosure.tenant_id, "partner": disclosure.partner,
+            "vertical": disclosure.vertical, "purpose_code": disclosure.purpose_code, "channel": disclosure.channel,
+            "fields": disclosure.fields, "contract_version": disclosure.contract_version,
+            "person_ids": disclosure.person_ids}
+
+
+def grouped(record_ids):
+    """{record_id: [Disclosure]} of the given audit records."""
+    found = {}
+    for disclosure in Disclosure.objects.filter(record_id__in=record_ids).order_by("id"):
+        found.setdefault(disclosure.record_id, []).append(disclosure)
+    return found
+
+
+def naming(person_id, tenant_id):
+    """The ledger rows that name the person (an index lookup on PostgreSQL)."""
+    rows = Disclosure.objects.filter(tenant_id=tenant_id)
+    if connection.vendor == "postgresql":
+        return rows.filter(person_ids__contains=[str(person_id)])
+    return rows.filter(person_ids__icontains=f'"{person_id}"')  # the embedded SQLite default: JSON text
+
+
+def recipients(person_id, tenant_id, vertical):
+    """The integrations that ever received the person's data in `vertical`."""
+    return set(naming(person_id, tenant_id).filter(vertical=vertical).values_list("integration_id", flat=True).distinct())
