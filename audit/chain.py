@@ -149,9 +149,13 @@ def verify_chain(chain, *, chunk=2000):
             document = record_document(record)
             if link_hash(prev, document) != seal.hash:
                 raise ChainBroken(seal.record_id, seal.seq, "content does not match its hash (altered)")
-            mismatch = disclosure_mismatch(document, ledger.documents_of(disclosures.get(record.id, [])))
+            mine = disclosures.get(record.id, [])
+            mismatch = disclosure_mismatch(document, ledger.documents_of(mine))
             if mismatch:
                 raise ChainBroken(seal.record_id, seal.seq, mismatch)
+            # What the digest leaves to the record itself: a disclosure's tenant and time are its record's.
+            if any(d.tenant_id != record.tenant_id or d.disclosed_at != record.occurred_at for d in mine):
+                raise ChainBroken(seal.record_id, seal.seq, "a disclosure's tenant or time differs from its record's (changed)")
             point = checkpoints.get(seal.seq)
             if point is not None:
                 if point.hash != seal.hash or not _signed_by_its_key(chain, point, keys):

@@ -2,6 +2,7 @@
 matching subscriptions as Delivery rows, and shown to partners only under the policy in force
 when they are delivered or pulled (tenant, vertical, consent)."""
 from audit import ledger
+from registry.models import Integration
 
 from .models import Delivery, Event, EventType, Subscription
 from .scope import DataScope, refusal
@@ -32,8 +33,13 @@ def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration
 
 
 def _knew_person(event):
-    """The integrations whose ledger shows they received the event's person in its vertical."""
-    return ledger.recipients(event.person_id, event.tenant_id, event.vertical.code)
+    """The integrations whose ledger shows they received the event's person in its vertical
+    (for a narrowed consent, those of the withdrawn purposes only)."""
+    received = ledger.recipients(event.person_id, event.tenant_id, event.vertical.code)
+    purposes = event.data.get("purposes")
+    if purposes and received:
+        return set(Integration.objects.filter(pk__in=received, purpose_code__in=purposes).values_list("pk", flat=True))
+    return received
 
 
 def _in_scope(event, integration):

@@ -17,8 +17,8 @@ def _integration_status_changed(sender, *, integration, before, after, **kwargs)
 
 
 @receiver(consent_withdrawn)
-def _consent_withdrawn(sender, *, person, vertical, effective_at, **kwargs):
-    emit(
-        event_type=EventType.CONSENT_WITHDRAWN, tenant=person.tenant, vertical=vertical, person_id=person.pk,
-        data={"person_id": str(person.pk), "vertical": vertical.code, "effective_at": effective_at.isoformat()},
-    )
+def _consent_withdrawn(sender, *, person, vertical, effective_at, purposes=None, **kwargs):
+    """A withdrawal, or a narrowing of the purposes a grant covers (`purposes`: those withdrawn)."""
+    data = {"person_id": str(person.pk), "vertical": vertical.code, "effective_at": effective_at.isoformat()}
+    emit(event_type=EventType.CONSENT_WITHDRAWN, tenant=person.tenant, vertical=vertical, person_id=person.pk,
+         data={**data, "purposes": purposes} if purposes else data)

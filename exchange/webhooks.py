@@ -15,6 +15,7 @@ import time
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -142,21 +143,22 @@ def deliver(delivery_id, *, now=None, session=None):
         }
         delivery.attempts += 1
         started = time.monotonic()
-        status_code, error, retry_after = None, "", None
+        status_code, error, retry_after, sent = None, "", None, True
         try:
             response = (session or _http()).post(subscription.url, data=body, headers=headers, timeout=10, allow_redirects=False)
             status_code, retry_after = response.status_code, _retry_after(response)
         except requests.RequestException as exc:
             error = exc.__class__.__name__
+            sent = not _never_connected(exc)
         duration_ms = int((time.monotonic() - started) * 1000)
         DeliveryAttempt.objects.create(
             delivery=delivery, number=delivery.attempts, attempted_at=now, status_code=status_code, error=error,
             duration_ms=duration_ms,
         )
         delivered = status_code is not None and 200 <= status_code < 300
-        # The receiver answered, so it had the body: a disclosure whatever it answered.
-        released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) \
-            if status_code is not None else None
+        # Once a connection was made the body may have arrived, whatever came back (an answer, a
+        # timeout, a reset): a disclosure. Only an attempt that never connected released nothing.
+        released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) if sent else None
         _audit_attempt(delivery, subscription, AuditResult.SUCCESS if delivered else AuditResult.FAILURE,
                        status_code=status_code, error=error or (f"HTTP {status_code}" if not delivered else ""),
                        duration_ms=duration_ms, disclosures=[released] if released else ())
@@ -168,6 +170,18 @@ def deliver(delivery_id, *, now=None, session=None):
             delivery.delivered_at = now
             return _finish(delivery, DeliveryStatus.DELIVERED, "")
         return _failed(delivery, subscription, status_code, error, retry_after, now)
+
+
+def _never_connected(exc):
+    """Whether the attempt failed before any byte could reach the receiver (no connection:
+    refused, unreachable, name not resolved, or the connect itself timed out)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        reason = getattr(cause, "reason", cause)
+        return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError))
+    return False
 
 
 def _audit_attempt(delivery, subscription, result, *, status_code=None, error="", duration_ms=None, disclosures=()):

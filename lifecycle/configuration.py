@@ -1,5 +1,5 @@
 """Services for the governed configuration that the portal edits besides integrations: role
-assignments, tenant settings and connectors. Each checks who may act, writes the change, its
+assignments, tenant settings, purpose vocabularies and connectors. Each checks who may act, writes the change, its
 history entry and its audit record in one transaction; the admin screens call these only."""
 from pathlib import Path
 
@@ -67,6 +67,29 @@ def tenant_save(*, actor, tenant, request_id=""):
         audit_record(event_type=AuditEvent.TENANT_SETTINGS_CHANGED, tenant=tenant, actor_user=actor, request_id=request_id,
                      details={"before": _plain(stored, TENANT_FIELDS) if stored else None, "after": _plain(tenant, TENANT_FIELDS)})
     return tenant
+
+
+PURPOSE_FIELDS = ["tenant", "code", "name", "investigation"]
+
+
+def purpose_save(*, actor, purpose, request_id=""):
+    """Add a purpose to a tenant's vocabulary, or rename it; its code never changes once made
+    (integrations and consents name it), and whether it is an investigation only ROOT decides."""
+    require(actor, "configure-purposes", tenant=purpose.tenant)
+    stored = type(purpose).objects.filter(pk=purpose.pk).first() if purpose.pk else None
+    if stored is not None and (stored.code != purpose.code or stored.tenant_id != purpose.tenant_id):
+        raise ValidationFailedError("A purpose's code and tenant do not change.", errors=[{"field": "code", "message": "fixed"}])
+    if purpose.investigation != (stored.investigation if stored else False) and not roles_of(actor).is_root:
+        raise ValidationFailedError("Only ROOT marks a purpose as an investigation (its disclosures may be embargoed).",
+                                    errors=[{"field": "investigation", "message": "ROOT only"}])
+    _validated(purpose)
+    with transaction.atomic():
+        purpose.save()
+        audit_record(event_type=AuditEvent.TENANT_SETTINGS_CHANGED, tenant=purpose.tenant, actor_user=actor,
+                     request_id=request_id,
+                     details={"purpose": {"before": _plain(stored, PURPOSE_FIELDS) if stored else None,
+                                          "after": _plain(purpose, PURPOSE_FIELDS)}})
+    return purpose
 
 
 CONNECTOR_FIELDS = ["integration", "name", "adapter", "source", "vertical", "record_type", "every_seconds"]

@@ -19,6 +19,9 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, purpos
     force from `effective_at` or from its commit, whichever is later.
     """
     require(actor, "change-consent", tenant=person.tenant)
+    if purposes is not None and not purposes:
+        raise ValidationFailedError("A consent names at least one purpose, or none at all (every purpose).",
+                                    errors=[{"field": "purposes", "message": "empty"}])
     unknown = sorted(set(purposes or ()) - set(Purpose.objects.filter(tenant=person.tenant_id).values_list("code", flat=True)))
     if unknown:
         raise ValidationFailedError("A consent names purposes of the person's tenant only.",
@@ -33,6 +36,11 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, purpos
         else:
             # What is in force right now becomes the prior status of this change.
             prior = consent.status if consent.effective_at <= now else consent.prior_status
+        # A grant that names fewer purposes than before withdraws the others: told like a withdrawal.
+        narrowed = []
+        if status == ConsentStatus.GRANTED and prior == ConsentStatus.GRANTED and purposes:
+            covered = set(consent.purposes) or set(Purpose.objects.filter(tenant=person.tenant_id).values_list("code", flat=True))
+            narrowed = sorted(covered - set(purposes))
         consent.status = status
         consent.prior_status = prior
         consent.effective_at = effective_at
@@ -57,6 +65,9 @@ def consent_record(*, person, vertical, status, actor, effective_at=None, purpos
         )
         if status == ConsentStatus.WITHDRAWN:  # announced in the same transaction (exchange's outbox)
             consent_withdrawn.send(sender=Consent, person=person, vertical=vertical, effective_at=effective_at)
+        elif narrowed:  # to the integrations of the purposes no longer covered only
+            consent_withdrawn.send(sender=Consent, person=person, vertical=vertical, effective_at=effective_at,
+                                   purposes=narrowed)
     return consent
 
 

@@ -57,7 +57,9 @@ def person_disclosures(*, viewer, person, cursor=None, limit=PAGE_SIZE, via="por
     sees_embargoed = False
     if viewer is not CITIZEN_APP:
         require(viewer, "read-disclosures", tenant=person.tenant)
-        sees_embargoed = roles_of(viewer).is_auditor
+        # The auditor sees an investigation's disclosures at once, but never in the report
+        # handed to the person.
+        sees_embargoed = roles_of(viewer).is_auditor and via != "report"
     limit = min(max(int(limit), 1), REPORT_LIMIT if via == "report" else MAX_PAGE_SIZE)
     now = timezone.now()
     found = ledger.naming(person.pk, person.tenant_id)

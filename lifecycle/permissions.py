@@ -13,6 +13,7 @@
 | revise-template, vet-template        | umbrella authority                                         |
 | configure-connector                  | tenant admin of the integration's tenant, ROOT             |
 | assign-roles, configure-tenant       | ROOT                                                       |
+| configure-purposes (a vocabulary)    | tenant admin of the tenant, ROOT                           |
 | read-disclosures (of a person)       | tenant admin of the person's tenant, auditor               |
 | embargo (an investigation's)         | umbrella authority                                         |
 
@@ -74,6 +75,10 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
         if roles.is_root:
             return None
         return "Only ROOT may do this."
+    if action == "configure-purposes":
+        if roles.is_root or is_tenant_admin:
+            return None
+        return "Only the tenant's admin or ROOT may change its purposes."
     if action == "read-disclosures":
         if roles.is_auditor or is_tenant_admin:
             return None

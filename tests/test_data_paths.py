@@ -140,7 +140,7 @@ def _everything_the_partner_receives(api, partner, demo, person, receiver_log):
     events = api.get("/api/v1/events/?cursor=0").json()["events"]
     for event in events:
         if event["type"] == EventType.CONSENT_WITHDRAWN:
-            assert set(event["data"]) <= {"person_id", "vertical", "effective_at"}, event
+            assert set(event["data"]) <= {"person_id", "vertical", "effective_at", "purposes"}, event
     out.append(json.dumps([e for e in events if e["type"] != EventType.CONSENT_WITHDRAWN]).encode())
     detail = api.get(f"/api/v1/persons/{person.pk}/?vertical=health")
     assert detail.status_code == 403 and detail.json()["code"] == "consent_denied"

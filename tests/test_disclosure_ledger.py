@@ -23,7 +23,7 @@ from lifecycle.consent import consent_record
 from lifecycle.disclosures import integration_embargo
 from registry.models import DataContractVersion
 from scp_core.errors import PermissionDeniedError, ValidationFailedError
-from scp_core.models import Consent, ConsentStatus
+from scp_core.models import Consent, ConsentStatus, Purpose
 
 from .conftest import client_token, make_person, user_token
 from .exchange_helpers import activate
@@ -180,7 +180,7 @@ def _verify(*args):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("tamper", ["change", "remove", "add"])
+@pytest.mark.parametrize("tamper", ["change", "remove", "add", "retime", "move"])
 def test_tampering_with_a_disclosure_is_detected_in_the_database_and_in_an_export(api, staff, walk, tamper, tmp_path):
     _walk_every_channel(api, walk)
     person = walk["person"]
@@ -207,6 +207,11 @@ def test_tampering_with_a_disclosure_is_detected_in_the_database_and_in_an_expor
         _superuser_sql(f"UPDATE audit_disclosure SET fields = '{{\"id\": \"plain\"}}' WHERE id = {target.pk}")
     elif tamper == "remove":
         _superuser_sql(f"DELETE FROM audit_disclosure WHERE id = {target.pk}")
+    elif tamper == "retime":
+        _superuser_sql(f"UPDATE audit_disclosure SET disclosed_at = disclosed_at - interval '1 day' WHERE id = {target.pk}")
+    elif tamper == "move":  # to another tenant: it would vanish from the person's report
+        _superuser_sql(f"UPDATE audit_disclosure SET tenant_id = (SELECT id FROM scp_core_tenant WHERE code = 'ug') "
+                       f"WHERE id = {target.pk}")
     else:  # a disclosure the record never made
         _superuser_sql(f"INSERT INTO audit_disclosure (record_id, disclosed_at, tenant_id, integration_id, partner, vertical, "
                        f"purpose_code, channel, fields, contract_version, person_ids) SELECT record_id, disclosed_at, tenant_id, "
@@ -242,9 +247,12 @@ def test_an_embargo_withholds_an_investigations_disclosures_from_the_person_but_
     audited = seen(user_token("auditor"))
     assert audited["withheld"] == 0 and {e["integration_name"] for e in audited["results"]} == {"reporting E", "investigation D"}
     assert next(e for e in audited["results"] if e["integration_name"] == "investigation D")["embargoed_until"]
-    client.force_login(staff["ke-admin"])
-    report = client.get(f"/admin/scp_core/person/{person.pk}/disclosures/report/").content.decode()
-    assert 'id="withheld"' in report and "investigation D" not in report and "reporting E" in report
+    for viewer in ("ke-admin", "auditor"):  # the report handed to the person withholds, whoever prints it
+        client.force_login(staff[viewer])
+        report = client.get(f"/admin/scp_core/person/{person.pk}/disclosures/report/")
+        assert "no-store" in report["Cache-Control"]  # the admin's never_cache
+        text = report.content.decode()
+        assert 'id="withheld"' in text and "investigation D" not in text and "reporting E" in text, viewer
     # Lifted (by the umbrella authority): shown to the person again.
     integration_embargo(integration=police.integration, actor=staff["umbrella"], until=None, reason="case closed")
     assert seen(user_token("ke-admin"))["withheld"] == 0
@@ -268,6 +276,46 @@ def test_a_withdrawal_is_told_only_to_the_integrations_that_received_the_person(
     assert _persons_in_feed(api, never, "consent.withdrawn") == []
 
 
+def test_narrowing_a_consents_purposes_tells_only_the_integrations_of_the_purposes_withdrawn(
+        api, staff, demo, keycloak_clients):
+    reporting = activate(staff, demo, keycloak_clients, name="reporting")
+    treating = activate(staff, demo, keycloak_clients, name="treating", purpose_code="treatment")
+    person = make_person(demo["ke"], "13000005", [(demo["health"], ConsentStatus.GRANTED)])  # every purpose
+    with Receiver() as receiver:
+        for partner in (reporting, treating):
+            assert _as(api, partner).post("/api/v1/subscriptions/", {"url": receiver.url, "event_types": ["consent.withdrawn"]},
+                                          format="json").status_code == 201
+            assert _as(api, partner).get(f"/api/v1/persons/{person.pk}/?vertical=health").status_code == 200
+    consent_record(person=person, vertical=demo["health"], status=ConsentStatus.GRANTED, purposes=["treatment"],
+                   actor=staff["ke-admin"])
+    told = Delivery.objects.filter(event__event_type=EventType.CONSENT_WITHDRAWN)
+    assert set(told.values_list("subscription__integration_id", flat=True)) == {reporting.integration.pk}
+    assert "public_health_reporting" in told.get().event.data["purposes"]
+    assert _as(api, reporting).get(f"/api/v1/persons/{person.pk}/?vertical=health").status_code == 403
+    assert _as(api, treating).get(f"/api/v1/persons/{person.pk}/?vertical=health").status_code == 200
+    assert _persons_in_feed(api, treating, "consent.withdrawn") == []
+
+
+def test_a_head_request_or_a_webhook_that_never_connected_releases_nothing(api, staff, demo, keycloak_clients):
+    partner = activate(staff, demo, keycloak_clients, name="quiet")
+    person = make_person(demo["ke"], "13000006", [(demo["health"], ConsentStatus.GRANTED)])
+    assert _as(api, partner).head("/api/v1/persons/?vertical=health").status_code == 200
+    assert _as(api, partner).head(f"/api/v1/persons/{person.pk}/?vertical=health").status_code == 200
+    assert list(Disclosure.objects.values_list("channel", flat=True)) == []
+    with Receiver() as receiver:
+        closed = receiver.url  # nothing listens there once the receiver is gone
+        assert _as(api, partner).post("/api/v1/subscriptions/", {"url": closed, "event_types": ["record.created"]},
+                                      format="json").status_code == 201
+    assert _as(api, partner).post("/api/v1/records/", {"person_id": str(person.pk), "vertical": "health",
+                                                       "record_type": "immunization",
+                                                       "data": {"vaccine": "BCG", "dose": 1, "date": "2026-01-02"}},
+                                  format="json").status_code == 201
+    delivery = Delivery.objects.get(subscription__integration=partner.integration)
+    webhooks.deliver(delivery.pk)
+    assert delivery.attempt_log.get().error == "ConnectionError"
+    assert not Disclosure.objects.filter(channel="webhook").exists()
+
+
 def test_a_consent_names_only_its_tenants_purposes(api, staff, demo):
     person = make_person(demo["ke"], "13000004", [])
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {user_token('ke-admin')}")
@@ -278,6 +326,9 @@ def test_a_consent_names_only_its_tenants_purposes(api, staff, demo):
     good = api.post("/api/v1/governance/consents/", {"person_id": str(person.pk), "vertical": "health", "status": "granted",
                                                      "purposes": ["treatment"]}, format="json")
     assert good.status_code == 201 and good.json()["purposes"] == ["treatment"]
+    empty = api.post("/api/v1/governance/consents/", {"person_id": str(person.pk), "vertical": "health", "status": "granted",
+                                                      "purposes": []}, format="json")
+    assert empty.status_code == 422  # an empty list would read as "every purpose"
 
 
 def test_a_partner_sees_what_its_integrations_received(api, client, staff, walk):
@@ -295,3 +346,23 @@ def test_a_partner_sees_what_its_integrations_received(api, client, staff, walk)
     for name, channel in (("reporting A", "api_list"), ("treatment B", "events_feed")):
         assert name in text and channel in text
     assert "research C" not in text  # it received nothing
+
+
+def test_a_tenant_admin_keeps_the_purpose_vocabulary_and_only_root_marks_an_investigation(client, staff, demo):
+    client.force_login(staff["ke-admin"])
+    added = client.post("/admin/scp_core/purpose/add/", {"tenant": demo["ke"].pk, "code": "vaccination_outreach",
+                                                         "name": "Vaccination outreach"})
+    assert added.status_code == 302
+    outreach = Purpose.objects.get(tenant=demo["ke"], code="vaccination_outreach")
+    assert AuditRecord.objects.filter(event_type=AuditEvent.TENANT_SETTINGS_CHANGED, tenant=demo["ke"],
+                                      details__purpose__after__code="vaccination_outreach").exists()
+    refused = client.post(f"/admin/scp_core/purpose/{outreach.pk}/change/", {"name": "Outreach", "investigation": "on"})
+    assert refused.status_code == 200 and not Purpose.objects.get(pk=outreach.pk).investigation  # the form says why
+    # Another tenant's vocabulary is neither listed nor writable.
+    assert client.post("/admin/scp_core/purpose/add/", {"tenant": demo["ug"].pk, "code": "x", "name": "X"}).status_code == 200
+    assert not Purpose.objects.filter(code="x").exists()
+    ug_research = Purpose.objects.get(tenant=demo["ug"], code="research")
+    assert client.get(f"/admin/scp_core/purpose/{ug_research.pk}/change/").status_code == 302  # not found: to the index
+    client.force_login(staff["root"])
+    assert client.post(f"/admin/scp_core/purpose/{outreach.pk}/change/", {"name": "Outreach", "investigation": "on"}).status_code == 302
+    assert Purpose.objects.get(pk=outreach.pk).investigation

@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.forms.models import model_to_dict
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from audit.models import AuditEvent, AuditExportJob, AuditRecord, Incident, IncidentKind, IncidentSeverity
+from audit.models import AuditEvent, AuditExportJob, AuditRecord, Disclosure, Incident, IncidentKind, IncidentSeverity
 from audit.services import audit_record
 from exchange.models import Connector, Delivery, Event, EventType, ExportJob, ImportJob, Subscription
 from lifecycle import services
@@ -29,7 +29,7 @@ from registry.models import (
     Partner,
     RateLimitPolicy,
 )
-from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical, VerticalRecord
+from scp_core.models import Consent, ConsentStatus, Person, Purpose, Tenant, Vertical, VerticalRecord
 from lifecycle.consent import consent_record
 
 from .conftest import make_person
@@ -96,6 +96,7 @@ def world(staff, demo, keycloak_clients):
         "auditexportjob": AuditExportJob.objects.create(tenant=demo["ug"], requested_by=staff["ug-admin"]),
         "roleassignment": RoleAssignment.objects.get(user=staff["ug-admin"]),
         "tenant": demo["ug"],
+        "purpose": Purpose.objects.create(tenant=demo["ug"], code="ug-only", name="UG-ONLY-SYNC purpose"),
         # Shared reference data: anyone with a role may look, only ROOT (or the umbrella
         # authority, through services) may change it.
         "vertical": demo["health"], "partner": partner, "ratelimitpolicy": RateLimitPolicy.objects.first(),
@@ -191,7 +192,7 @@ def _governed_digest(username=None):
     """A digest of every table a person could change through a screen or an API."""
     models = [Tenant, Vertical, Person, Consent, VerticalRecord, Partner, RateLimitPolicy, DataContract,
               IntegrationTemplate, Integration, RoleAssignment, Subscription, Delivery, ImportJob, ExportJob, Connector,
-              Incident, AuditExportJob, get_user_model()]
+              Incident, AuditExportJob, Purpose, Disclosure, get_user_model()]
     digest = hashlib.sha256()
     for model in [m for m in models if m not in MAY_CREATE.get(username, set())]:
         rows = model.objects.order_by("pk").values()

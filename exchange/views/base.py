@@ -68,7 +68,10 @@ class GovernedAPIView(APIView):
 
     def disclose(self, *releases):
         """Record what this response releases (DataScope.release): written to the disclosure
-        ledger with the request's audit record, if the response succeeds."""
+        ledger with the request's audit record, if the response succeeds. A HEAD answer carries
+        no body: it releases nothing."""
+        if self.request.method == "HEAD":
+            return
         self.request._request.scp_audit.setdefault("disclosures", []).extend(r for r in releases if r["person_ids"])
 
     def read_scope(self):

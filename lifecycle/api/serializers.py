@@ -106,7 +106,7 @@ class ConsentChangeSerializer(serializers.Serializer):
     vertical = serializers.SlugRelatedField(slug_field="code", queryset=Vertical.objects.all())
     status = serializers.ChoiceField(choices=["granted", "withdrawn"])
     effective_at = serializers.DateTimeField(required=False)
-    purposes = serializers.ListField(child=serializers.SlugField(), required=False,
+    purposes = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False,
                                      help_text="the purposes the consent covers; absent: every purpose of the vertical")
 
 

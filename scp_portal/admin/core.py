@@ -1,16 +1,16 @@
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from rest_framework.utils.encoders import JSONEncoder
 
 from audit.services import AuditEvent, audit_record
-from lifecycle.configuration import tenant_save
+from lifecycle.configuration import purpose_save, tenant_save
 from lifecycle.disclosures import REPORT_LIMIT, person_disclosures
 from lifecycle.permissions import may
 from scp_core.errors import PermissionDeniedError
-from scp_core.models import Consent, Person, Tenant, Vertical, VerticalRecord
+from scp_core.models import Consent, Person, Purpose, Tenant, Vertical, VerticalRecord
 
 from .scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
 
@@ -27,6 +27,49 @@ class TenantAdmin(RootEditableAdmin):
         if roles.sees_everything or roles.partners:
             return queryset
         return queryset.filter(pk__in=roles.admin_tenants | {t for t, _ in roles.owned_verticals})
+
+
+@admin.register(Purpose)
+class PurposeAdmin(TenantScopedAdmin):
+    """Each tenant's purpose vocabulary (issue #13): its admin adds and renames purposes;
+    codes are fixed once made, and only ROOT marks an investigation."""
+
+    list_display = ("code", "name", "tenant", "investigation")
+    list_filter = (("tenant", admin.RelatedOnlyFieldListFilter), "investigation")
+
+    def has_add_permission(self, request):
+        roles = self.roles(request)
+        return roles.is_root or bool(roles.admin_tenants)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_add_permission(request) and (obj is None or self.in_scope(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("tenant", "code") if obj is not None else ()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            roles = self.roles(request)
+            kwargs["queryset"] = Tenant.objects.all() if roles.is_root else Tenant.objects.filter(pk__in=roles.admin_tenants)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        may_mark = self.roles(request).is_root
+        before = obj.investigation if obj is not None else False
+
+        class PurposeForm(form):
+            def clean_investigation(self):
+                value = self.cleaned_data.get("investigation", False)
+                if value != before and not may_mark:
+                    raise ValidationError("Only ROOT marks a purpose as an investigation.")
+                return value
+        return PurposeForm
+
+    def save_model(self, request, obj, form, change):
+        if change and not self.in_scope(request, obj):
+            raise PermissionDenied
+        purpose_save(actor=request.user, purpose=obj, request_id=request.request_id)
 
 
 @admin.register(Vertical)
