@@ -40,15 +40,18 @@ def audit_record(
     occurred_at = timezone.now()
     # One precompiled INSERT, not Model.objects.create(): this runs on every exchange request,
     # and building the ORM query cost as much as the INSERT itself (README, "Benchmarks").
+    params = [
+        ops.adapt_datetimefield_value(occurred_at), event_type, request_id, _fk("tenant", tenant, connection),
+        _fk("integration", integration, connection), _fk("actor_user", actor_user, connection), actor, client_id,
+        ops.adapt_ipaddressfield_value(source_ip),
+        _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
+    ]
+    if not disclosures:
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT, params)
+        return
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_RETURNING if disclosures else _INSERT, [
-            ops.adapt_datetimefield_value(occurred_at), event_type, request_id, _fk("tenant", tenant, connection),
-            _fk("integration", integration, connection), _fk("actor_user", actor_user, connection), actor, client_id,
-            ops.adapt_ipaddressfield_value(source_ip),
-            _json(sorted(verticals)), result, status_code, error_code, _json(details or {}),
-        ])
-        if disclosures:
-            ledger.write(cursor, connection, cursor.fetchone()[0], occurred_at, disclosures)
+        ledger.insert_with_record(cursor, connection, _INSERT, params, occurred_at, disclosures)
 
 
 def _json(value):
@@ -62,7 +65,6 @@ _COLUMNS = ["occurred_at", "event_type", "request_id", "tenant_id", "integration
             "client_id", "source_ip", "verticals", "result", "status_code", "error_code", "details"]
 _INSERT = (f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
-_INSERT_RETURNING = _INSERT + " RETURNING id"
 
 
 _FOREIGN_KEYS = {name: AuditRecord._meta.get_field(name) for name in ("tenant", "integration", "actor_user")}

@@ -31,20 +31,34 @@ def wrk(url, *, seconds, connections, headers=()):
 
 
 def governed_vs_bare(base, partnered, *, seconds, connections):
-    """Warm both up, then measure each in turn; every response must be a 2xx."""
+    """Warm both up, then measure each in turn; every response must be a 2xx. Then the
+    ledger's cost: the governed list against the same view without its ledger entry, in
+    alternating rounds (A B B A), so that drift over the run weighs on both alike."""
     governed_url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
     bare_url = f"{base}/bench/bare/persons/?tenant_id={partnered.integration.tenant_id}"
-    # The same governed view without its disclosure ledger entry: what the ledger costs.
     unrecorded_url = f"{base}/bench/unrecorded/persons/?vertical={VERTICAL}"
     same = _same_rows(governed_url, bare_url, partnered.token())
     runs = {}
-    for name, url in (("governed", governed_url), ("bare", bare_url), ("ledger_off", unrecorded_url)):
-        auth = {"Authorization": f"Bearer {partnered.token()}"} if name != "bare" else {}
-        wrk(url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up
-        runs[name] = wrk(url, seconds=seconds, connections=connections, headers=auth)
-        if runs[name]["errors"]["status"] or runs[name]["errors"]["timeout"]:
-            raise RuntimeError(f"{name}: {runs[name]['errors']} (non-2xx or timed-out responses)")
+    for name, url in (("governed", governed_url), ("bare", bare_url)):
+        runs[name] = _measured(name, url, partnered, seconds=seconds, connections=connections)
+    rounds = {"ledger_on": [], "ledger_off": []}
+    for name in ("ledger_on", "ledger_off", "ledger_off", "ledger_on"):
+        url = governed_url if name == "ledger_on" else unrecorded_url
+        rounds[name].append(_measured(name, url, partnered, seconds=max(1, seconds // 2), connections=connections))
+    for name, measured in rounds.items():
+        requests_, seconds_ = sum(r["requests"] for r in measured), sum(r["duration_us"] for r in measured) / 1e6
+        runs[name] = {"requests": requests_, "throughput": requests_ / seconds_, "rounds": measured,
+                      "errors": {"status": 0, "timeout": 0}}
     return {"same_rows": same, "connections": connections, "seconds": seconds, **runs}
+
+
+def _measured(name, url, partnered, *, seconds, connections):
+    auth = {"Authorization": f"Bearer {partnered.token()}"} if "bare" not in url else {}
+    wrk(url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up
+    run = wrk(url, seconds=seconds, connections=connections, headers=auth)
+    if run["errors"]["status"] or run["errors"]["timeout"]:
+        raise RuntimeError(f"{name}: {run['errors']} (non-2xx or timed-out responses)")
+    return run
 
 
 def _same_rows(governed_url, bare_url, token):

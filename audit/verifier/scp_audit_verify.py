@@ -49,10 +49,19 @@ def disclosure_document(disclosure):
     return document
 
 
+def _disclosure_line(disclosure):
+    """One disclosure as hashed: the canonical JSON of everything but the persons, "|", then the
+    person ids sorted and joined by commas (ids hold no "|", so the last one splits it)."""
+    head = {key: disclosure[key] for key in DISCLOSURE_KEYS if key != "person_ids"}
+    head["integration"] = str(head["integration"])
+    persons = ",".join(sorted(str(p) for p in disclosure["person_ids"]))
+    return canonical_bytes(head) + b"|" + persons.encode("utf-8")
+
+
 def disclosures_digest(disclosures):
-    """SHA-256 over the record's disclosures in canonical order (independent of row order)."""
-    lines = sorted(canonical_bytes(disclosure_document(d)) for d in disclosures)
-    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+    """SHA-256 over the record's disclosures, one line each, the lines sorted (independent of
+    row order)."""
+    return hashlib.sha256(b"\n".join(sorted(_disclosure_line(d) for d in disclosures))).hexdigest()
 
 
 def disclosure_mismatch(record, disclosures):

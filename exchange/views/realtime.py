@@ -44,8 +44,10 @@ class PersonListView(GovernedAPIView):
         # Rows, not model instances: building 100 Person objects per page cost more than the query.
         page = paginator.paginate_queryset(persons.values(*{"id", *fields}), request, view=self)
         self.audit_details(consent={"checked": "in_effect filter", "allowed": len(page)})
-        self.disclose(data_scope.release(Channel.API_LIST, [p["id"] for p in page]))
-        return paginator.get_paginated_response([data_scope.minimize_person(p) for p in page])
+        for row in page:  # as text once, for the ledger and the response alike
+            row["id"] = str(row["id"])
+        self.disclose(data_scope.release(Channel.API_LIST, [row["id"] for row in page]))
+        return paginator.get_paginated_response([data_scope.minimize_person(row) for row in page])
 
 
 class PersonDetailView(GovernedAPIView):
