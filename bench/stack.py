@@ -80,10 +80,12 @@ def rss_mb(pid):
     return 0.0
 
 
-def celery_worker(workdir):
-    """One worker process (`--pool=solo`): the figures are per worker."""
+def celery_worker(workdir, *, threads=0):
+    """One worker process: the figures are per worker. `--pool=solo`, or with `threads` a
+    thread pool of that many (as the deployment's webhook worker runs)."""
     env = {**os.environ, "SCP_WEBHOOK_ALLOW_LOOPBACK": "true"}
-    worker = Process([str(BIN / "celery"), "-A", "scp_portal", "worker", "--pool=solo", "-Q", QUEUE, "-I", "bench.tasks",
+    pool = ["--pool=threads", f"--concurrency={threads}"] if threads else ["--pool=solo"]
+    worker = Process([str(BIN / "celery"), "-A", "scp_portal", "worker", *pool, "-Q", QUEUE, "-I", "bench.tasks",
                       "--loglevel=WARNING", "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
                       "--without-heartbeat"], workdir / "celery.log", env)
     return worker

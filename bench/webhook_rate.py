@@ -1,7 +1,10 @@
 """Webhook delivery rate of one Celery worker process: signed deliveries (consent and scope
-re-checked, HMAC signature, HTTP POST to a real nginx receiver, attempt row) against Celery
-no-op tasks through the same broker and worker settings. Marker tasks before and after each
-batch record when the worker reached them."""
+re-checked, HMAC signature, HTTP POST to a real nginx receiver, attempt row, audit record and
+disclosure) by the deployment's webhook worker (one process, a thread pool of
+SCP_WEBHOOK_CONCURRENCY), against Celery no-op tasks in one solo process through the same
+broker. A marker task before each batch records when the worker reached it; the batch ends
+when the worker reaches the end marker (solo: tasks run in queue order) or, with threads, when
+the last delivery is recorded."""
 import time
 import uuid
 
@@ -36,9 +39,10 @@ def _deliveries(integration, vertical, receiver_url, count):
     return subscription, [str(d.pk) for d in deliveries]
 
 
-def _timed_batch(workdir, send, count, timeout):
+def _timed_batch(workdir, send, count, timeout, *, threads=0, done=None):
     """Queue a warm-up, a start marker, `count` tasks and an end marker, and only then start a
-    worker: the markers time its processing alone, never the producer or its start-up."""
+    worker: the markers time its processing alone, never the producer or its start-up. With a
+    thread pool tasks overlap, so the end is when `done()` first holds (polled)."""
     client = redis.Redis.from_url(settings.SCP_REDIS_URL)
     start, end = f"bench:{uuid.uuid4().hex}:start", f"bench:{uuid.uuid4().hex}:end"
     warm_up = min(WARM_UP, count)
@@ -48,16 +52,18 @@ def _timed_batch(workdir, send, count, timeout):
     for i in range(warm_up, warm_up + count):
         send(i)
     mark_task.apply_async((end,), queue=stack.QUEUE)
-    worker = stack.celery_worker(workdir)
+    worker = stack.celery_worker(workdir, threads=threads)
+    finished = (lambda: client.exists(end)) if done is None else done
     try:
         deadline = time.monotonic() + timeout
-        while not client.exists(end):
+        while not finished():
             if time.monotonic() > deadline or not worker.alive():
                 raise RuntimeError(f"the worker did not finish {count} tasks in {timeout}s (see {worker.log})")
-            time.sleep(0.05)
+            time.sleep(0.02)
+        ended = time.time()
     finally:
         worker.stop()
-    seconds = float(client.get(end)) - float(client.get(start))
+    seconds = (float(client.get(end)) if done is None else ended) - float(client.get(start))
     return {"tasks": count, "seconds": seconds, "rate": count / max(seconds, 1e-9)}
 
 
@@ -66,8 +72,10 @@ def measure(integration, vertical, workdir, *, deliveries, noops, timeout=600):
     try:
         noop = _timed_batch(workdir, lambda i: noop_task.apply_async(queue=stack.QUEUE), noops, timeout)
         subscription, ids = _deliveries(integration, vertical, receiver.url, deliveries + min(WARM_UP, deliveries))
+        delivered_all = lambda: Delivery.objects.filter(  # noqa: E731
+            subscription=subscription, status=DeliveryStatus.DELIVERED).count() == len(ids)
         webhook = _timed_batch(workdir, lambda i: deliver_webhook_task.apply_async((ids[i],), queue=stack.QUEUE),
-                               deliveries, timeout)
+                               deliveries, timeout, threads=settings.SCP_WEBHOOK_CONCURRENCY, done=delivered_all)
         delivered = Delivery.objects.filter(subscription=subscription, status=DeliveryStatus.DELIVERED).count()
         if delivered != len(ids):
             raise RuntimeError(f"{delivered} of {len(ids)} webhook deliveries delivered")

@@ -15,8 +15,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, audit_record
-from scp_core.models import VerticalRecord
 from scp_core.errors import ApiError
+from scp_core.models import VerticalRecord
+from scp_core.statistics import analyze
 
 from .metrics import count_batch_rows
 from . import jobs
@@ -166,6 +167,10 @@ def _run_import(job_id):
             actor=job.integration.auth_client_id, client_id=job.integration.auth_client_id, verticals=[job.vertical.code],
             details={"job": str(job.pk), "rows": done.rows_done, "failed": done.rows_failed, "record_type": job.record_type},
         )
+    if done.rows_done >= settings.SCP_ANALYZE_AFTER_ROWS:
+        # A bulk arrival changes the table's shape: fresh statistics now, not when autovacuum
+        # gets to it, so the next request is planned as well as the tenth (issue #12).
+        analyze(VerticalRecord)
     return ImportStatus.COMPLETED
 
 

@@ -19,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
-from scp_core.models import VerticalRecord
 from scp_core.errors import ApiError
+from scp_core.models import VerticalRecord
+from scp_core.statistics import analyze
 
 from .batch import cast_cell, uuid_or_none
 from .events import emit
@@ -146,6 +147,8 @@ def connector_run(connector, *, now=None):
     audit_record(event_type=AuditEvent.CONNECTOR_RUN, tenant=integration.tenant, integration=integration,
                  actor=f"connector:{connector.name}", verticals=[connector.vertical.code],
                  details={"connector": str(connector.pk), "rows": len(clean), "written": written})
+    if written >= settings.SCP_ANALYZE_AFTER_ROWS:
+        analyze(VerticalRecord)  # a bulk arrival: fresh planner statistics now (issue #12)
     return ConnectorStatus.HEALTHY
 
 

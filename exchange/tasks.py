@@ -31,10 +31,11 @@ def deliver_webhook_task(delivery_id):
 
 @shared_task
 def deliver_due_webhooks_task():
-    """The sweeper: every due delivery, including those the broker never carried."""
-    from .webhooks import deliver, due_deliveries
+    """The sweeper: every due delivery, including those the broker never carried, several in
+    flight at once (SCP_WEBHOOK_CONCURRENCY)."""
+    from .webhooks import deliver_many, due_deliveries
 
-    return sum(1 for delivery_id in due_deliveries() if deliver(delivery_id))
+    return sum(1 for status in deliver_many(due_deliveries()) if status)
 
 
 @shared_task

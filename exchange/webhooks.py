@@ -11,13 +11,16 @@ import json
 import random
 import secrets
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import DisclosureChannel as Channel
@@ -43,6 +46,7 @@ JITTER = 0.1  # ±10 %
 CIRCUIT_THRESHOLD = 5  # consecutive failures that open the circuit for a while
 CIRCUIT_OPEN = datetime.timedelta(minutes=1)
 DISABLE_AFTER = 20  # consecutive failures that disable the endpoint
+LEASE = datetime.timedelta(seconds=60)  # an attempt's hold on its delivery: longer than the 10 s timeout
 _RETRYABLE_4XX = {408, 429}
 
 
@@ -90,78 +94,95 @@ def _retry_after(response):
     return int(value) if value.isdigit() else None
 
 
-_session = None
+_local = threading.local()
 
 
 def _http():
-    """One HTTP session per worker process: keep-alive connections to receivers are reused
-    instead of a new TCP (and TLS) handshake per delivery."""
-    global _session
-    if _session is None:
-        _session = requests.Session()
-    return _session
+    """One HTTP session per worker thread: keep-alive connections to receivers are reused
+    instead of a new TCP (and TLS) handshake per delivery (a Session is not shared between
+    threads)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+_DELIVERY_JOINS = ("event__tenant", "event__vertical", "subscription__integration__partner",
+                   "subscription__integration__data_contract__contract")
 
 
 def deliver(delivery_id, *, now=None, session=None):
-    """Make one attempt at a due delivery; returns its status afterwards. `now` is the
-    scheduling clock (tests control it); signatures carry the real time."""
+    """Make one attempt at a due delivery; returns its status afterwards (None: not due,
+    done, or another worker's). `now` is the scheduling clock (tests control it); signatures
+    and leases carry the real time.
+
+    No lock is held across the network call: the delivery is claimed for a lease (one short
+    UPDATE), consent and scope are checked, the signed POST goes out outside any transaction,
+    and the attempt (its row, its audit record and disclosure, the next state) is recorded in
+    one short transaction under the row lock; several deliveries can so be in flight at once
+    (deliver_many)."""
     now = now or timezone.now()
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event__tenant", "event__vertical", "subscription__integration__partner",
-                            "subscription__integration__data_contract__contract")
-            .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            .first()
-        )
-        if delivery is None:
-            return None  # not due, already done, or another worker has it
-        subscription = delivery.subscription
-        if not subscription.active:
+    lease = _claim(delivery_id, now)
+    if lease is None:
+        return None
+    delivery = Delivery.objects.select_related(*_DELIVERY_JOINS).get(pk=delivery_id)
+    subscription = delivery.subscription
+    if not subscription.active:
+        with transaction.atomic():
             return _finish(delivery, DeliveryStatus.DEAD, "subscription disabled")
-        if subscription.circuit_open_until and subscription.circuit_open_until > now:
-            delivery.next_attempt_at = subscription.circuit_open_until
-            delivery.save(update_fields=["next_attempt_at"])
-            return delivery.status
-        # Consent, vertical and the integration's state, re-checked now (spec §4.3).
-        payload = visible_body(delivery.event, subscription.integration)
-        if payload is None:
+    if subscription.circuit_open_until and subscription.circuit_open_until > now:
+        Delivery.objects.filter(pk=delivery.pk, claimed_until=lease).update(
+            next_attempt_at=subscription.circuit_open_until, claimed_until=None)
+        return delivery.status
+    # Consent, vertical and the integration's state, re-checked now (spec §4.3).
+    payload = visible_body(delivery.event, subscription.integration)
+    if payload is None:
+        with transaction.atomic():
             _audit_attempt(delivery, subscription, AuditResult.DENIED, error="not visible to the subscriber at delivery time")
             return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
-        try:
-            check_target(subscription.url)
-        except ApiError as exc:
+    try:
+        check_target(subscription.url)
+    except ApiError as exc:
+        with transaction.atomic():
             return _finish(delivery, DeliveryStatus.DEAD, str(exc.detail))
-        body = json.dumps(payload, separators=(",", ":"))
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": str(delivery.id),
-            "webhook-timestamp": timestamp,
-            "webhook-signature": sign(subscription.secret, str(delivery.id), timestamp, body),
-            "user-agent": "SCP-Integration-Layer-Webhooks/1",
-        }
-        delivery.attempts += 1
-        started = time.monotonic()
-        status_code, error, retry_after, sent = None, "", None, True
-        try:
-            response = (session or _http()).post(subscription.url, data=body, headers=headers, timeout=10, allow_redirects=False)
-            status_code, retry_after = response.status_code, _retry_after(response)
-        except requests.RequestException as exc:
-            error = exc.__class__.__name__
-            sent = not _never_connected(exc)
-        duration_ms = int((time.monotonic() - started) * 1000)
+    body = json.dumps(payload, separators=(",", ":"))
+    timestamp = str(int(time.time()))
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": str(delivery.id),
+        "webhook-timestamp": timestamp,
+        "webhook-signature": sign(subscription.secret, str(delivery.id), timestamp, body),
+        "user-agent": "SCP-Integration-Layer-Webhooks/1",
+    }
+    started = time.monotonic()
+    status_code, error, retry_after, sent = None, "", None, True
+    try:
+        response = (session or _http()).post(subscription.url, data=body, headers=headers, timeout=10, allow_redirects=False)
+        status_code, retry_after = response.status_code, _retry_after(response)
+    except requests.RequestException as exc:
+        error = exc.__class__.__name__
+        sent = not _never_connected(exc)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    # Once a connection was made the body may have arrived, whatever came back (an answer, a
+    # timeout, a reset): a disclosure. Only an attempt that never connected released nothing.
+    released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) if sent else None
+    with transaction.atomic():
+        current = Delivery.objects.select_for_update().filter(pk=delivery.pk).values("attempts", "claimed_until").get()
+        delivery.attempts = current["attempts"] + 1
         DeliveryAttempt.objects.create(
             delivery=delivery, number=delivery.attempts, attempted_at=now, status_code=status_code, error=error,
             duration_ms=duration_ms,
         )
         delivered = status_code is not None and 200 <= status_code < 300
-        # Once a connection was made the body may have arrived, whatever came back (an answer, a
-        # timeout, a reset): a disclosure. Only an attempt that never connected released nothing.
-        released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) if sent else None
         _audit_attempt(delivery, subscription, AuditResult.SUCCESS if delivered else AuditResult.FAILURE,
                        status_code=status_code, error=error or (f"HTTP {status_code}" if not delivered else ""),
                        duration_ms=duration_ms, disclosures=[released] if released else ())
+        if current["claimed_until"] != lease:  # the lease ran out and another worker took over: it decides
+            Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts)
+            return None
+        # The subscription's counters under its row lock: concurrent deliveries share it.
+        subscription = Subscription.objects.select_for_update().select_related("integration__tenant").get(pk=subscription.pk)
+        delivery.subscription = subscription
         if delivered:
             if subscription.consecutive_failures or subscription.circuit_open_until:  # a write only when it changes
                 subscription.consecutive_failures = 0
@@ -170,6 +191,38 @@ def deliver(delivery_id, *, now=None, session=None):
             delivery.delivered_at = now
             return _finish(delivery, DeliveryStatus.DELIVERED, "")
         return _failed(delivery, subscription, status_code, error, retry_after, now)
+
+
+def _claim(delivery_id, now):
+    """Claim a due delivery for a lease (one UPDATE); returns the lease, or None when it is not
+    due, done, or claimed by a live attempt elsewhere."""
+    real_now = timezone.now()
+    lease = real_now + LEASE
+    claimed = Delivery.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=real_now),
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now,
+    ).update(claimed_until=lease)
+    return lease if claimed else None
+
+
+def deliver_many(delivery_ids, *, concurrency=None):
+    """Attempt these deliveries with up to `concurrency` (SCP_WEBHOOK_CONCURRENCY) in flight at
+    once, each in its own thread with its own database connection; returns their statuses."""
+    ids = list(delivery_ids)
+    if not ids:
+        return []
+    workers = min(concurrency or settings.SCP_WEBHOOK_CONCURRENCY, len(ids))
+    if workers <= 1:
+        return [deliver(delivery_id) for delivery_id in ids]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook") as pool:
+        return list(pool.map(_deliver_in_thread, ids))
+
+
+def _deliver_in_thread(delivery_id):
+    try:
+        return deliver(delivery_id)
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def _never_connected(exc):
@@ -204,6 +257,7 @@ def _finish(delivery, status, error):
                   result="retry" if status == DeliveryStatus.PENDING else status)
     delivery.status = status
     delivery.last_error = error[:300]
+    delivery.claimed_until = None  # the attempt is over: the next one may claim it
     delivery.save()
     return status
 
@@ -254,4 +308,4 @@ def due_deliveries(now=None, limit=500):
     )
 
 
-__all__ = ["Subscription", "check_target", "deliver", "due_deliveries", "new_secret", "next_attempt", "replay", "sign"]
+__all__ = ["Subscription", "check_target", "deliver", "deliver_many", "due_deliveries", "new_secret", "next_attempt", "replay", "sign"]

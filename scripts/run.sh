@@ -24,7 +24,10 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 if [ -n "${CELERY_BROKER_URL:-}" ]; then
-  "$VENV_DIR/bin/celery" -A scp_portal worker --loglevel=INFO --concurrency=2 & pids+=($!)
+  "$VENV_DIR/bin/celery" -A scp_portal worker -Q celery --loglevel=INFO --concurrency=2 -n "jobs@%h" & pids+=($!)
+  # Webhook deliveries: one process, many in flight (threads), on their own queue.
+  "$VENV_DIR/bin/celery" -A scp_portal worker -Q webhooks --pool=threads --concurrency="${SCP_WEBHOOK_CONCURRENCY:-16}" \
+    --loglevel=INFO -n "webhooks@%h" & pids+=($!)
   "$VENV_DIR/bin/celery" -A scp_portal beat --loglevel=INFO --schedule "$SERVICES_DIR/celerybeat-schedule" & pids+=($!)
 fi
 log "portal on http://127.0.0.1:${SCP_PORT:-8000}/admin/ (local dev login: root / root)"

@@ -51,11 +51,10 @@ def django_db_setup(django_db_setup, django_db_blocker):
     purge role, so that a right the code needs and a role lacks fails a test."""
     params = connections["default"].settings_dict
     owner = {key: params[key] for key in _ROLE_KEYS}
-    application = {"USER": settings.SCP_TEST_APP_DATABASE["USER"], "PASSWORD": settings.SCP_TEST_APP_DATABASE["PASSWORD"],
-                   "OPTIONS": {}}
+    application = {key: settings.SCP_TEST_APP_DATABASE[key] for key in _ROLE_KEYS}
     purge_role = settings.DATABASES["purge"]
     # Django made `purge` a mirror of the test database with the owner's credentials.
-    purge = {**params, "USER": purge_role["USER"], "PASSWORD": purge_role["PASSWORD"], "OPTIONS": {},
+    purge = {**params, "USER": purge_role["USER"], "PASSWORD": purge_role["PASSWORD"], "OPTIONS": purge_role["OPTIONS"],
              "TEST": {**params["TEST"], "MIRROR": "default"}}
     connections["purge"].close()
     connections.settings["purge"] = connections["purge"].settings_dict = purge

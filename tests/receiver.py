@@ -8,9 +8,14 @@ from standardwebhooks.webhooks import Webhook
 
 
 class Receiver:
-    def __init__(self, statuses=(), retry_after=None):
+    def __init__(self, statuses=(), retry_after=None, hold=False):
         self.statuses = list(statuses)  # answered in order; 200 once exhausted
         self.retry_after = retry_after
+        # With `hold`, every request waits (after it arrived) until release() before it is answered.
+        self.gate = threading.Event()
+        if not hold:
+            self.gate.set()
+        self.waiting = []
         self.received = []  # (headers, payload, verified)
         self.secret = None
         receiver = self
@@ -21,6 +26,8 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 payload = Webhook(receiver.secret).verify(body, headers) if receiver.secret else json.loads(body)
                 receiver.received.append((headers, payload))
+                receiver.waiting.append(headers["webhook-id"])
+                receiver.gate.wait(30)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 if receiver.retry_after and status in (429, 503):
@@ -34,10 +41,14 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=not-logged"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def release(self):
+        self.gate.set()
+
     def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from exchange.batch import CHUNK_ROWS, import_store, run_import
@@ -180,3 +181,26 @@ def test_sigkilled_export_resumes_from_its_checkpoint_and_completes(api, staff, 
     assert job.attempts == 2 and job.rows_written == len(expected)
     rows = [json.loads(line)["id"] for line in b"".join(api.get(f"/api/v1/exports/{job_id}/download/").streaming_content).splitlines()]
     assert len(rows) == len(set(rows)) == len(expected) and set(rows) == expected
+
+
+def _planner_rows(model):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [model._meta.db_table])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_a_bulk_import_leaves_fresh_planner_statistics_behind(staff, demo, keycloak_clients, tmp_path, settings):
+    """Issue #12 item 2: after a bulk arrival the planner knows the table's size at once (the
+    first request is planned as well as the tenth), through scp_analyze as the application role."""
+    settings.SCP_IMPORT_DIR, settings.SCP_ANALYZE_AFTER_ROWS = str(tmp_path), 300
+    partner = activate(staff, demo, keycloak_clients, name="bulk")
+    person = str(make_person(demo["ke"], "46000000", [(demo["health"], ConsentStatus.GRANTED)]).pk)
+    small = import_store(integration=partner.integration, vertical=demo["health"], record_type="immunization",
+                         upload=SimpleUploadedFile("rows.csv", _csv([person], 200)))
+    assert run_import(small.pk) == ImportStatus.COMPLETED
+    assert _planner_rows(VerticalRecord) != 200  # below the threshold: left to autovacuum
+    bulk = import_store(integration=partner.integration, vertical=demo["health"], record_type="immunization",
+                        upload=SimpleUploadedFile("rows.csv", _csv([person], 400)))
+    assert run_import(bulk.pk) == ImportStatus.COMPLETED
+    assert _planner_rows(VerticalRecord) == 600

@@ -97,14 +97,14 @@ def test_compose_file_validates():
     assert result.returncode == 0, result.stderr
     services = subprocess.run([*compose, "config", "--services"], env=env,
                               capture_output=True, text=True, check=True).stdout.split()
-    assert set(services) == {"postgres", "redis", "keycloak", "migrate", "portal", "worker", "beat", "nginx"}
+    assert set(services) == {"postgres", "redis", "keycloak", "migrate", "portal", "worker", "webhooks", "beat", "nginx"}
     # One role per duty: the owner migrates, the portal and workers run as the application
     # role, only the worker holds the purge role, and Keycloak has its own database and role.
     config = json.loads(subprocess.run([*compose, "config", "--format", "json"], env=env,
                                        capture_output=True, text=True, check=True).stdout)["services"]
     environment = {name: service.get("environment", {}) for name, service in config.items()}
     user = {name: urlsplit(env["DATABASE_URL"]).username for name, env in environment.items() if "DATABASE_URL" in env}
-    assert user == {"migrate": "scp_owner", "portal": "scp", "worker": "scp", "beat": "scp"}
+    assert user == {"migrate": "scp_owner", "portal": "scp", "worker": "scp", "webhooks": "scp", "beat": "scp"}
     assert [name for name, env in environment.items() if "DATABASE_PURGE_URL" in env] == ["worker"]
     assert "migrate" not in config["portal"]["command"]
     keycloak = environment["keycloak"]

@@ -2,16 +2,19 @@
 schedule (the clock controlled by the test, never by sleeping), consent re-checked at
 delivery, dead letters, endpoint disabling, and the pull feed."""
 import datetime
+import threading
+import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.utils import timezone
 
-from audit.models import Incident, IncidentKind
+from audit.models import AuditEvent, AuditRecord, Incident, IncidentKind
 from exchange import webhooks
 from exchange.batch import import_store, run_import
 from exchange.connectors import connector_run
-from exchange.models import Connector, Delivery, DeliveryStatus, Event, Subscription
+from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, Event, Subscription
 from lifecycle.consent import consent_record
 from scp_core.models import ConsentStatus
 
@@ -192,3 +195,33 @@ def test_a_connector_announces_new_rows_as_created_and_changed_rows_as_updated(s
     connector_run(Connector.objects.get(pk=connector.pk))
     assert list(Event.objects.filter(event_type__startswith="record.").order_by("id").values_list("event_type", flat=True)) \
         == ["record.created", "record.updated"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_deliveries_are_in_flight_at_once_and_no_row_is_locked_while_they_wait(api, setup):
+    """Issue #12 item 4: a worker has many deliveries in flight; while their POSTs wait on the
+    receiver no delivery row is locked (each was claimed by a short UPDATE), another sweep does
+    not take them again, and each ends recorded with its one attempt and audit record."""
+    partner, person = setup
+    results = []
+    with Receiver(hold=True) as receiver:
+        subscription, secret = _subscribe(api, partner, receiver.url)
+        receiver.secret = secret
+        for _ in range(6):
+            _push(api, partner, person)
+        ids = list(Delivery.objects.filter(subscription=subscription).values_list("pk", flat=True))
+        runner = threading.Thread(target=lambda: results.extend(webhooks.deliver_many(ids, concurrency=6)))
+        runner.start()
+        deadline = time.monotonic() + 20
+        while len(receiver.waiting) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(receiver.waiting) == 6  # all six POSTs are waiting on the receiver together
+        with transaction.atomic():  # nothing holds their rows: taken at once, no waiting
+            assert len(Delivery.objects.select_for_update(nowait=True).filter(pk__in=ids)) == 6
+        assert all(webhooks.deliver(pk) is None for pk in ids)  # claimed: no second attempt
+        receiver.release()
+        runner.join(30)
+    assert results == [DeliveryStatus.DELIVERED] * 6
+    assert all(d.attempts == 1 and d.claimed_until is None for d in Delivery.objects.filter(pk__in=ids))
+    assert DeliveryAttempt.objects.filter(delivery_id__in=ids).count() == 6
+    assert AuditRecord.objects.filter(event_type=AuditEvent.WEBHOOK_ATTEMPT, details__delivery__in=[str(i) for i in ids]).count() == 6

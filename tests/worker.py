@@ -37,7 +37,7 @@ class Worker:
         self.log = tmp_path / f"{name}.log"
         beat_args = ["-B", "-s", str(tmp_path / f"{name}-beat-schedule")] if beat else []
         self.process = subprocess.Popen(
-            [CELERY, "-A", "scp_portal", "worker", *beat_args, "--pool=solo", "--loglevel=INFO", "-n", f"{name}@%h"],
+            [CELERY, "-A", "scp_portal", "worker", *beat_args, "--pool=solo", "-Q", "celery,webhooks", "--loglevel=INFO", "-n", f"{name}@%h"],
             cwd=settings.BASE_DIR, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -16,6 +16,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
+# Webhook deliveries wait on the network: they have their own queue, served by a worker with a
+# thread pool (many deliveries in flight per process, README "Services"); imports, exports and
+# the rest stay on the default queue `celery`, in processes.
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_ROUTES = {
+    "exchange.tasks.deliver_webhook_task": {"queue": WEBHOOK_QUEUE},
+    "exchange.tasks.deliver_due_webhooks_task": {"queue": WEBHOOK_QUEUE},
+}
+
 CELERY_BEAT_SCHEDULE = {
     # Integrations past `active_until` leave Active within a minute (the exchange already
     # refuses them from that very moment: it checks the window per request).

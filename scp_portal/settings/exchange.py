@@ -25,6 +25,11 @@ SCP_AUTH_FAILURE_LIMIT = env_int("SCP_AUTH_FAILURE_LIMIT", 30)
 SCP_MAX_API_BODY_BYTES = env_int("SCP_MAX_API_BODY_BYTES", 1024 * 1024)
 # Webhook receivers on loopback over plain HTTP: development and tests only.
 SCP_WEBHOOK_ALLOW_LOOPBACK = env_bool("SCP_WEBHOOK_ALLOW_LOOPBACK", DEBUG)
+# An import (or connector run) that wrote at least this many rows refreshes the planner's
+# statistics of the records table at its end (scp_core.statistics.analyze).
+SCP_ANALYZE_AFTER_ROWS = env_int("SCP_ANALYZE_AFTER_ROWS", 10_000)
+# Deliveries in flight at once in one sweep of due deliveries (exchange.webhooks.deliver_many).
+SCP_WEBHOOK_CONCURRENCY = env_int("SCP_WEBHOOK_CONCURRENCY", 16)
 # Batch imports: where uploads are kept, their largest size, and after how long without a
 # heartbeat a running job counts as abandoned and is resumed by the sweeper.
 SCP_IMPORT_DIR = env("SCP_IMPORT_DIR", str(BASE_DIR / "var" / "imports"))

@@ -19,12 +19,13 @@ if "purge" not in DATABASES or not env("DATABASE_OWNER_URL", ""):
 # The test database is created and migrated by the owner, as a deployment's `migrate` is;
 # tests/conftest.py then runs the tests as the application role (DATABASE_URL) and the purge
 # as the purge role, and empties the tables between transactional tests as the owner.
-SCP_TEST_APP_DATABASE = {**DATABASES["default"]}
+SCP_TEST_APP_DATABASE = {**DATABASES["default"], "OPTIONS": {**DATABASES["default"].get("OPTIONS", {})}}
 _owner = dj_database_url.parse(env("DATABASE_OWNER_URL"))
 DATABASES["default"].update(USER=_owner["USER"], PASSWORD=_owner["PASSWORD"])
 # Between transactional tests Django empties every table with TRUNCATE; the append-only audit
 # triggers let that through only in a maintenance session (see audit/migrations/0003).
-DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "options": "-c scp.audit_maintenance=on"}
+_options = DATABASES["default"].get("OPTIONS", {})
+DATABASES["default"]["OPTIONS"] = {**_options, "options": f"{_options.get('options', '')} -c scp.audit_maintenance=on".strip()}
 
 # Every test client calls from 127.0.0.1: refusing that address after 30 failed
 # authentications a minute would refuse the suite itself (the throttle's own test sets its
