@@ -9,6 +9,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,9 +19,9 @@ import django
 PROFILES = {
     # full: the real run (a few minutes); tiny: the version the test suite runs so it keeps working.
     "full": {"persons": 100_000, "http_seconds": 15, "appends": 5000, "import_rows": 100_000, "import_export_rows": 3000,
-             "deliveries": 2000, "noops": 5000, "withdrawals": 20, "pollers": 4},
+             "deliveries": 2000, "noops": 5000, "withdrawals": 20, "pollers": 4, "profile_seconds": 10},
     "tiny": {"persons": 600, "http_seconds": 2, "appends": 200, "import_rows": 500, "import_export_rows": 100,
-             "deliveries": 30, "noops": 100, "withdrawals": 5, "pollers": 2},
+             "deliveries": 30, "noops": 100, "withdrawals": 5, "pollers": 2, "profile_seconds": 2},
 }
 
 
@@ -34,11 +35,12 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     profile = "tiny" if args.tiny else "full"
-    figures = run(profile, PROFILES[profile])
+    figures = run(profile, PROFILES[profile], out)
     from .report import write
 
     print(write(figures, out))
-    print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'latency.png'}")
+    print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'stages.md'}, {out / 'latency.png'}, "
+          f"{out / 'flame.svg'}")
     return 1 if figures["consent"]["leaked_persons"] else 0
 
 
@@ -46,7 +48,7 @@ def _log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def run(profile, p):
+def run(profile, p, out):
     from django.conf import settings
 
     from . import data
@@ -60,14 +62,14 @@ def run(profile, p):
     tenant, vertical = data.seed(p["persons"])
     partnered = data.activate(tenant, vertical)
     try:
-        _measure(figures, p, tenant, vertical, partnered)
+        _measure(figures, p, tenant, vertical, partnered, out)
     finally:
         partnered.close()
     return figures
 
 
-def _measure(figures, p, tenant, vertical, partnered):
-    from . import audit_rate, batch_rate, http_load, stack, webhook_rate
+def _measure(figures, p, tenant, vertical, partnered, out):
+    from . import audit_rate, batch_rate, http_load, profile, stack, webhook_rate
 
     with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
         workdir = Path(tmp)
@@ -81,6 +83,11 @@ def _measure(figures, p, tenant, vertical, partnered):
             figures["consent"] = http_load.consent_leak(base, partnered, vertical, withdrawals=p["withdrawals"],
                                                         pollers=p["pollers"])
             figures["gunicorn_rss_mb"] = [round(stack.rss_mb(pid), 1) for pid in stack.worker_pids(server)]
+            _log("where a governed request's time goes (py-spy)")
+            figures["stages"], flame = profile.stage_costs(
+                server, f"{base}/api/v1/persons/?vertical={vertical.code}", {"Authorization": f"Bearer {partnered.token()}"},
+                seconds=p["profile_seconds"], connections=os.cpu_count() or 2, workdir=workdir)
+            shutil.copyfile(flame, out / "flame.svg")
         finally:
             server.stop()
         _log("audit append vs raw INSERT")

@@ -33,7 +33,7 @@ def wrk(url, *, seconds, connections, headers=()):
 def governed_vs_bare(base, partnered, *, seconds, connections):
     """Warm both up, then measure each in turn; every response must be a 2xx. Then the
     ledger's cost: the governed list against the same view without its ledger entry, in
-    alternating rounds (A B B A), so that drift over the run weighs on both alike."""
+    alternating rounds (A B B A A B B A), so that drift over the run weighs on both alike."""
     governed_url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
     bare_url = f"{base}/bench/bare/persons/?tenant_id={partnered.integration.tenant_id}"
     unrecorded_url = f"{base}/bench/unrecorded/persons/?vertical={VERTICAL}"
@@ -42,13 +42,20 @@ def governed_vs_bare(base, partnered, *, seconds, connections):
     for name, url in (("governed", governed_url), ("bare", bare_url)):
         runs[name] = _measured(name, url, partnered, seconds=seconds, connections=connections)
     rounds = {"ledger_on": [], "ledger_off": []}
-    for name in ("ledger_on", "ledger_off", "ledger_off", "ledger_on"):
-        url = governed_url if name == "ledger_on" else unrecorded_url
-        rounds[name].append(_measured(name, url, partnered, seconds=max(1, seconds // 2), connections=connections))
+    urls = {"ledger_on": governed_url, "ledger_off": unrecorded_url}
+    auth = {"Authorization": f"Bearer {partnered.token()}"}
+    wrk(unrecorded_url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up
+    # Short rounds, alternating A B B A A B B A: the machine's drift over the run (which moved
+    # one side by 10 % between two 7 s rounds) weighs on both sides alike.
+    for name in ("ledger_on", "ledger_off", "ledger_off", "ledger_on") * 2:
+        run = wrk(urls[name], seconds=max(1, seconds // 4), connections=connections, headers=auth)
+        if run["errors"]["status"] or run["errors"]["timeout"]:
+            raise RuntimeError(f"{name}: {run['errors']} (non-2xx or timed-out responses)")
+        rounds[name].append(run)
     for name, measured in rounds.items():
         requests_, seconds_ = sum(r["requests"] for r in measured), sum(r["duration_us"] for r in measured) / 1e6
-        runs[name] = {"requests": requests_, "throughput": requests_ / seconds_, "rounds": measured,
-                      "errors": {"status": 0, "timeout": 0}}
+        runs[name] = {"requests": requests_, "throughput": requests_ / seconds_,
+                      "rounds": [round(r["throughput"], 1) for r in measured], "errors": {"status": 0, "timeout": 0}}
     return {"same_rows": same, "connections": connections, "seconds": seconds, **runs}
 
 

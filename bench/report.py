@@ -67,6 +67,22 @@ def markdown(figures, table):
     return "\n".join(lines) + "\n"
 
 
+def stages_markdown(stages):
+    lines = [
+        f"Where a governed GET /api/v1/persons/ spends its time: py-spy at {stages['rate_hz']} Hz over "
+        f"{stages['requests']:,} requests ({stages['seconds']:.0f} s), µs of worker time per request; flame graph: flame.svg.",
+        "",
+        "| stage | µs per request | budget | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for row in stages["stages"]:
+        budget = row["budget_us"]
+        met = "" if budget is None else ("yes" if row["us_per_request"] <= budget else "**no**")
+        lines.append(f"| {row['stage']} | {row['us_per_request']:,.0f} | {'' if budget is None else f'{budget:,}'} | {met} |")
+    lines.append(f"| total | {stages['total_us']:,.0f} |  |  |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(figures, path):
     http, audit = figures["http"], figures["audit"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -95,5 +111,7 @@ def write(figures, out):
     (out / "bench.json").write_text(json.dumps({**figures, "audit": audit, "table": table}, indent=2, default=str))
     text = markdown(figures, table)
     (out / "bench.md").write_text(text)
+    stages = stages_markdown(figures["stages"])
+    (out / "stages.md").write_text(stages)
     plot(figures, out / "latency.png")
-    return text
+    return text + "\n" + stages

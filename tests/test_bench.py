@@ -62,6 +62,11 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert table.count("\n| ") == 12  # the header, its rule and ten figures
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # and a per-stage cost table of the governed request, from a profile, with its flame graph
+    stages = {row["stage"]: row["us_per_request"] for row in figures["stages"]["stages"]}
+    assert stages["audit insert and commit (with the ledger row)"] > 0 and stages["token and JWKS"] > 0
+    assert figures["stages"]["total_us"] > 0 and "| token and JWKS |" in (tmp_path / "stages.md").read_text()
+    assert b"<svg" in (tmp_path / "flame.svg").read_bytes()[:2000]
 
 
 def _figures(**overrides):
