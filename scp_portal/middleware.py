@@ -159,8 +159,10 @@ def _audit_fallback(request, response, started):
     user = getattr(request, "user", None)
     principal = user if user is not None and getattr(user, "is_authenticated", False) else None
     staff = principal if isinstance(principal, AbstractBaseUser) else None
-    # A platform client (scp-citizen-app) is no user row: recorded by its name.
-    actor = principal.get_username() if principal is not None and staff is None else context.get("client_id", "")
+    # A platform client (scp-citizen-app) is no user row: recorded by its name; a partner by its
+    # client id.
+    named = getattr(principal, "get_username", None) if staff is None else None
+    actor = named() if named is not None else context.get("client_id", "")
     result = AuditResult.of_status(status)
     code = getattr(response, "problem_code", "") or _problem_code(response)
     audit_record(

@@ -1,15 +1,20 @@
 """Issue #11 §6, request hygiene under /api/: body limits before parsing, every response
 audited exactly once (500s included), unauthenticated failures throttled per address with a
 bounded audit footprint, and the server's own request id beside the caller's."""
+import time
 import uuid
 
 import pytest
 import yaml
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import path
 
 from audit.models import AuditEvent, AuditRecord
+from exchange.authentication import PartnerPrincipal
+from lifecycle.disclosures import CITIZEN_APP
 from scp_portal import urls as project_urls
+from scp_portal.middleware import _audit_fallback
 
 from .exchange_helpers import activate
 
@@ -107,3 +112,22 @@ def test_the_openapi_document_declares_every_error_as_problem_json(partner):
                     checked += 1
             assert {"401", "403"} <= set(operation["responses"]), (route, method)
     assert checked > 50
+
+
+@pytest.mark.django_db
+def test_the_fallback_audit_record_names_every_kind_of_caller(rf, staff, demo):
+    """The API guard's own audit record (a response no view recorded: an outage, a 500) names
+    a partner by its client id, the citizen app by its name and staff by their user; none of
+    them may break it (a partner principal has no username: that once turned 503s into 500s)."""
+    callers = [
+        (PartnerPrincipal(integration=None, claims={}, client_id="scp-int-fallback"), "scp-int-fallback", None),
+        (CITIZEN_APP, "scp-citizen-app", None),
+        (staff["ke-admin"], "ke-admin", staff["ke-admin"]),
+    ]
+    for principal, actor, user in callers:
+        request = rf.get("/api/v1/persons/?vertical=health")
+        request.user, request.request_id, request.client_request_id = principal, str(uuid.uuid4()), ""
+        request.scp_audit = {"client_id": getattr(principal, "client_id", "")}
+        _audit_fallback(request, HttpResponse(status=503), time.perf_counter())
+        record = AuditRecord.objects.get(request_id=request.request_id)
+        assert (record.actor, record.actor_user) == (actor, user) and record.status_code == 503
