@@ -340,6 +340,7 @@ def test_a_partner_sees_what_its_integrations_received(api, client, staff, walk)
     assert records.fields == {"person_id": "plain", "immunization.vaccine": "plain", "immunization.dose": "plain",
                               "immunization.date": "plain"}
     client.force_login(staff["partner-user"])
+    assert 'id="received-link"' in client.get("/admin/registry/integration/").content.decode()
     page = client.get("/admin/registry/integration/received/")
     assert page.status_code == 200
     text = page.content.decode()

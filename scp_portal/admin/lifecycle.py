@@ -50,6 +50,7 @@ class IntegrationAdmin(RoleScopedAdmin, ScopedHistoryAdmin):
     list_filter = ("status", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("integration_name", "auth_client_id")
     change_form_template = "admin/lifecycle/integration_change_form.html"
+    change_list_template = "admin/lifecycle/integration_change_list.html"  # links the partners' trail
     readonly_fields = (
         "integration_id", "tenant", "integration_name", "partner", "template", "status", "verticals", "purpose",
         "purpose_code", "embargo_until", "active_from", "active_until", "data_contract", "auth_client_id", "rate_limit_policy", "replacement",
