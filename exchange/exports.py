@@ -160,16 +160,12 @@ def _run_export(job_id, chunk, progress):
     return ImportStatus.COMPLETED
 
 
-def _releases(data_scope, channel, path, fields, excluded=frozenset()):
-    """The ledger entries of the export's rows (less `excluded`), from its row index, in
-    pieces of RELEASE_PIECE persons."""
-    releases = []
+def _releases(data_scope, channel, path, fields):
+    """The ledger entries of the export's rows, from its row index (a resumed export's first
+    rows were written by an earlier attempt), in pieces of RELEASE_PIECE persons."""
     with _ids_path(path).open() as ids:
-        for rows in _index(ids, RELEASE_PIECE):
-            pids = [pid for pid, _offset, _length in rows if pid not in excluded]
-            if pids:
-                releases.append(data_scope.release(channel, pids, fields))
-    return releases
+        return [data_scope.release(channel, [pid for pid, _offset, _length in rows], fields)
+                for rows in _index(ids, RELEASE_PIECE)]
 
 
 def _lost(path):
@@ -215,11 +211,14 @@ def stream_download(job, *, chunk=CHUNK):
     path = Path(job.file_path)
     if not _ids_path(path).exists():  # written before downloads were re-checked: refuse, re-runnable
         raise ApiError(409, "invalid_transition", "This export cannot be re-checked against consent; request a new export.")
-    excluded = set()
+    # One pass over the index: who is left out, and who is released (the ledger's entries).
+    excluded, released = set(), []
     with _ids_path(path).open() as ids:
         for rows in _index(ids, chunk):
-            pids = {pid for pid, _offset, _length in rows}
-            excluded |= pids - data_scope.consenting(pids)
+            pids = [pid for pid, _offset, _length in rows]
+            consenting = data_scope.consenting(pids)
+            excluded.update(pid for pid in pids if pid not in consenting)
+            released.extend(pid for pid in pids if pid in consenting)
 
     def content():
         position = 0
@@ -234,7 +233,9 @@ def stream_download(job, *, chunk=CHUNK):
                         yield row
 
     fields = DataScope.of(job.integration, job.vertical, at=job.started_at).person_fields
-    return content(), sorted(excluded), _releases(data_scope, Channel.EXPORT_DOWNLOAD, path, fields, excluded)
+    releases = [data_scope.release(Channel.EXPORT_DOWNLOAD, released[i:i + RELEASE_PIECE], fields)
+                for i in range(0, len(released), RELEASE_PIECE)]
+    return content(), sorted(excluded), releases
 
 
 def expire_exports(now=None):
