@@ -27,6 +27,15 @@ class AuditEvent(models.TextChoices):
     PORTAL_PERSON_VIEWED = "portal.person_viewed", "persons' data shown in the portal"
     DISCLOSURES_VIEWED = "disclosures.viewed", "a person's disclosures looked at"
     INTEGRATION_EMBARGOED = "integration.embargoed", "disclosures embargoed from the person's report"
+    # Everyday governance (issue #14).
+    NOTIFICATION_SENT = "notification.sent", "notification e-mail sent"
+    RECERTIFICATION_OPENED = "recertification.opened", "recertification opened"
+    RECERTIFICATION_ANSWERED = "recertification.answered", "recertification answered"
+    RECERTIFICATION_LAPSED = "recertification.lapsed", "recertification lapsed"
+    AGREEMENT_UPLOADED = "agreement.uploaded", "data-sharing agreement uploaded"
+    CREDENTIAL_ROTATED = "credential.rotated", "credential rotated (old one in grace)"
+    CREDENTIAL_REVOKED = "credential.revoked", "credential revoked"
+    WEBHOOK_REPLAYED = "webhook.replayed", "webhook delivery replayed"
 
 
 class AuditResult(models.TextChoices):

@@ -19,6 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
+from lifecycle.models import NotificationEvent
+from lifecycle.notifications import notify, tenant_admins
 from scp_core.errors import ApiError
 from scp_core.models import VerticalRecord
 from scp_core.statistics import analyze
@@ -219,6 +221,10 @@ def _drift(connector, drift, now):
         status=ConnectorStatus.FAILING, consecutive_failures=connector.consecutive_failures + 1,
         last_error=str(drift)[:300], next_run_at=now + datetime.timedelta(seconds=connector.every_seconds),
     )
+    if connector.status != ConnectorStatus.FAILING:  # told once when it starts failing, not per run
+        notify(NotificationEvent.CONNECTOR_FAILING, integration=integration, key=f"{connector.pk}:{now.isoformat()}",
+               recipients=tenant_admins(integration.tenant_id),
+               detail=f"Connector {connector.name} failed: {str(drift)[:300]}. Nothing was written.")
     return ConnectorStatus.FAILING
 
 

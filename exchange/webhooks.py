@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from audit.models import DisclosureChannel as Channel
 from audit.services import AuditEvent, AuditResult, IncidentKind, IncidentSeverity, audit_record, incident_open
+from lifecycle.models import NotificationEvent
+from lifecycle.notifications import notify, partner_contacts
 from scp_core.errors import ApiError
 
 from .events import release_of, visible_body
@@ -291,6 +293,10 @@ def _disable(subscription, reason):
         summary=f"webhook endpoint of {integration.integration_name} disabled: {reason}",
         tenant=integration.tenant, integration=integration, details={"subscription": str(subscription.pk)},
     )
+    notify(NotificationEvent.ENDPOINT_DISABLED, integration=integration,
+           key=f"{subscription.pk}:{timezone.now().isoformat()}", recipients=partner_contacts(integration.partner),
+           detail=f"Endpoint {subscription.url.split('?')[0]} is disabled: {reason}. Events wait in the pull feed; "
+                  "fix the endpoint and replay its deliveries from the portal.")
 
 
 def replay(delivery):

@@ -81,7 +81,8 @@ def seed_reference_data(*, dev_passwords=False):
                                           defaults={"name": label, "investigation": investigation})
     for code, name in VERTICALS.items():
         Vertical.objects.get_or_create(code=code, defaults={"name": name})
-    Partner.objects.get_or_create(slug="acme-health", defaults={"name": "ACME Health", "partner_type": PartnerType.NGO})
+    Partner.objects.get_or_create(slug="acme-health", defaults={
+        "name": "ACME Health", "partner_type": PartnerType.NGO, "contact_email": "integrations@acme-health.example"})
     RateLimitPolicy.objects.get_or_create(name="standard", defaults={"requests_per_minute": 600, "burst": 100})
     contract, _ = DataContract.objects.get_or_create(
         slug="health-records-basic", defaults={"name": "Basic health records"}

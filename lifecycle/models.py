@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from registry.models import Integration
@@ -74,3 +75,93 @@ class SignOffRequest(Integration):
         proxy = True
         verbose_name = "sign-off request"
         verbose_name_plural = "sign-off queue"
+
+
+class NotificationEvent(models.TextChoices):
+    """What people are told by e-mail (issue #14), each with its recipients in lifecycle.notifications."""
+
+    REQUEST_SUBMITTED = "request_submitted", "request submitted"
+    REVIEWS_COMPLETE = "reviews_complete", "all reviews in"
+    APPROVED = "approved", "approved"
+    ACTIVATED = "activated", "activated"
+    RESTRICTED = "restricted", "restricted"
+    SUSPENDED = "suspended", "suspended"
+    DEPRECATED = "deprecated", "deprecated"
+    EXPIRING = "expiring", "nearing active_until"
+    ENDPOINT_DISABLED = "endpoint_disabled", "webhook endpoint disabled"
+    CONNECTOR_FAILING = "connector_failing", "connector failing"
+    RECERTIFICATION_DUE = "recertification_due", "recertification due"
+    CREDENTIAL_AGED = "credential_aged", "credential past its maximum age"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENDING = "sending", "sending"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"
+
+
+class Notification(models.Model):
+    """One e-mail to one recipient about one event. `key` makes it one per event and
+    recipient: a retried task or a repeated sweep finds the row and sends nothing again."""
+
+    key = models.CharField(max_length=255, unique=True)
+    event = models.CharField(max_length=30, choices=NotificationEvent.choices)
+    tenant = models.ForeignKey("scp_core.Tenant", null=True, blank=True, on_delete=models.PROTECT)
+    integration = models.ForeignKey("registry.Integration", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="notifications")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recipient = models.EmailField()
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self):
+        return f"{self.get_event_display()} → {self.recipient} ({self.status})"
+
+
+class RecertificationStatus(models.TextChoices):
+    OPEN = "open", "open"
+    CONFIRMED = "confirmed", "confirmed"
+    NARROWED = "narrowed", "narrowed"
+    REVOKED = "revoked", "revoked"
+    LAPSED = "lapsed", "lapsed (no answer)"
+
+
+class Recertification(models.Model):
+    """One vertical owner's periodic re-approval of one integration in one vertical (issue #14).
+
+    Opened `recertification_interval_days` after the last approval; unanswered by `due_at` the
+    integration is restricted, and suspended after as long again (`lapse_stage`)."""
+
+    integration = models.ForeignKey("registry.Integration", on_delete=models.PROTECT, related_name="recertifications")
+    vertical = models.ForeignKey("scp_core.Vertical", on_delete=models.PROTECT)
+    opened_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=RecertificationStatus.choices, default=RecertificationStatus.OPEN)
+    lapse_stage = models.CharField(max_length=12, blank=True, help_text="restricted, then suspended, when unanswered.")
+    # What the owner was shown: scope, purpose, last use and volume since the last approval.
+    snapshot = models.JSONField(default=dict)
+    answered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    approved_fields = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "vertical"], condition=models.Q(status="open"),
+                                    name="one_open_recertification_per_vertical"),
+        ]
+
+    def __str__(self):
+        return f"recertification of {self.integration_id} / {self.vertical_id} due {self.due_at:%Y-%m-%d}"

@@ -16,6 +16,10 @@
 | configure-purposes (a vocabulary)    | tenant admin of the tenant, ROOT                           |
 | read-disclosures (of a person)       | tenant admin of the person's tenant, auditor               |
 | embargo (an investigation's)         | umbrella authority                                         |
+| recertify (one vertical)             | vertical owner of that tenant and vertical                 |
+| upload-agreement                     | tenant admin of the tenant, partner user of the partner    |
+| revoke-credential                    | tenant admin of the tenant, partner user of the partner, ROOT |
+| replay-delivery (a webhook's)        | tenant admin of the tenant, partner user of the partner, ROOT |
 
 ROOT operates the platform but takes no data-access decision (review, approve, reject).
 Auditors only read. Separation of duties: whoever created or submitted a request cannot
@@ -59,10 +63,22 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
         if roles.is_root or roles.is_umbrella or is_tenant_admin:
             return None
         return "Only the tenant's admin, the umbrella authority or ROOT may do this."
-    if action == "rotate-secret":
+    if action in {"rotate-secret", "revoke-credential"}:
         if roles.is_root or is_tenant_admin or is_partner_user:
             return None
-        return "Only the tenant's admin, the partner's users or ROOT may rotate the secret."
+        return "Only the tenant's admin, the partner's users or ROOT may rotate or revoke credentials."
+    if action == "replay-delivery":
+        if roles.is_root or is_tenant_admin or is_partner_user:
+            return None
+        return "Only the tenant's admin, the partner's users or ROOT may replay a webhook delivery."
+    if action == "recertify":
+        if vertical is None or (tenant_id, vertical.pk) not in roles.owned_verticals:
+            return "Only the owner of this vertical in this tenant may recertify it."
+        return None
+    if action == "upload-agreement":
+        if is_tenant_admin or is_partner_user:
+            return None
+        return "Only the tenant's admin or the partner's users may upload the data-sharing agreement."
     if action in {"revise-template", "vet-template"}:
         if roles.is_umbrella:
             return None

@@ -15,7 +15,7 @@ from registry.models import Integration, ReviewDecision, VerticalReview
 from scp_core.errors import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
 from scp_core.models import Purpose
 
-from . import keycloak
+from . import keycloak, notifications
 from .permissions import require
 from .signals import integration_status_changed
 
@@ -128,6 +128,7 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
             details={"action": action, "before": before, "after": locked.status, "reason": reason, **(details or {})},
         )
         integration_status_changed.send(sender=Integration, integration=locked, before=before, after=locked.status)
+        notifications.integration_transitioned(locked, action, f"{action}:{timezone.now().isoformat()}", reason)
     return locked
 
 

@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from registry.models import Integration
 
-from . import keycloak
+from . import agreements, credentials, keycloak, notifications, recertification, reminders
 from .services import integration_expire, integration_sync_client
 
 
@@ -26,3 +26,22 @@ def expire_integrations_task():
     for pk in expired:
         integration_expire(integration=Integration.objects.get(pk=pk), now=now)
     return len(expired)
+
+
+@shared_task
+def governance_sweep_task():
+    """The everyday governance clock (issue #14): expiry warnings, recertification deadlines,
+    agreements past their expiry, credentials past their grace or their maximum age."""
+    now = timezone.now()
+    return {
+        "expiring": reminders.sweep(now),
+        "recertification": recertification.sweep(now),
+        "agreements": agreements.sweep(now),
+        "credentials": credentials.sweep(now),
+    }
+
+
+@shared_task
+def send_pending_notifications_task():
+    """Notifications whose task was lost or whose sender died are sent again (at most once each)."""
+    return [notifications.send(pk) for pk in notifications.pending()]

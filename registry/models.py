@@ -2,6 +2,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
@@ -25,6 +26,9 @@ class Partner(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=200)
     partner_type = models.CharField(max_length=20, choices=PartnerType.choices)
+    # Told of its integrations' state changes, expiries and failing endpoints, beside the
+    # partner's users (lifecycle.notifications).
+    contact_email = models.EmailField(blank=True)
 
     class Meta:
         ordering = ["slug"]
@@ -418,3 +422,76 @@ class VerticalReview(models.Model):
 def _refuse_scope_change_of_archived(sender, instance, action, **kwargs):
     if action.startswith("pre_") and isinstance(instance, Integration) and instance.status == S.ARCHIVED:
         raise ImmutableError("An archived integration is locked and cannot change.")
+
+
+class CredentialKind(models.TextChoices):
+    CLIENT_SECRET = "client_secret", "client secret (Keycloak)"
+    API_KEY = "api_key", "API key"
+
+
+class CredentialQuerySet(models.QuerySet):
+    def usable(self, at=None):
+        """Credentials that still authenticate: not revoked, and current or within their grace."""
+        at = at or timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=at))
+
+
+class Credential(models.Model):
+    """One issued credential of an integration: its Keycloak client secret or its API key.
+
+    A rotation issues a new one and gives the old one an `expires_at` (its grace period, at
+    most 7 days); revocation ends it at once. The secret itself is never stored: an API key
+    only as its SHA-256 hash, a client secret not at all (Keycloak holds it)."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="credentials")
+    kind = models.CharField(max_length=20, choices=CredentialKind.choices)
+    prefix = models.CharField(max_length=12, blank=True, help_text="First characters of an API key, to identify it.")
+    key_hash = models.CharField(max_length=128, blank=True, editable=False)
+    issued_at = models.DateTimeField(default=timezone.now)
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="End of its grace period after a rotation.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=200, blank=True)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["integration", "kind", "-issued_at"]
+        indexes = [models.Index(fields=["integration", "kind", "revoked_at"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.integration_id} issued {self.issued_at:%Y-%m-%d}"
+
+
+def _agreements_storage():
+    # Stored outside the web root (never under MEDIA_ROOT or STATIC_ROOT): served only by the
+    # portal's own view after its permission check.
+    return FileSystemStorage(location=settings.SCP_AGREEMENTS_DIR, base_url=None)
+
+
+class DataSharingAgreement(models.Model):
+    """The signed agreement an integration is approved under (issue #14): the document pinned
+    by its SHA-256, with what it covers. Its expiry suspends the integration like `active_until`.
+    Rows are not changed after upload: a renewed agreement is a new row."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="agreements")
+    document = models.FileField(storage=_agreements_storage, upload_to="%Y/%m/", max_length=300)
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    signatories = models.JSONField(default=list, help_text="Who signed, for whom: [\"name (organization)\", ...]")
+    purposes = models.JSONField(default=list, help_text="Purpose codes the agreement covers.")
+    fields = models.JSONField(default=list, help_text="Fields the agreement lets the partner receive.")
+    retention_days = models.PositiveIntegerField(help_text="How long the partner may keep what it receives.")
+    effective_from = models.DateField()
+    expires_on = models.DateField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["integration", "-uploaded_at"]
+
+    def __str__(self):
+        return f"{self.filename} (sha256 {self.sha256[:12]}…, until {self.expires_on})"

@@ -15,6 +15,15 @@ class Tenant(models.Model):
     audit_retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Audit records older than this are purged by whole sealed segments; empty keeps them."
     )
+    # Periodic re-approval of every integration by its vertical owners (issue #14).
+    recertification_interval_days = models.PositiveIntegerField(
+        null=True, blank=True, default=180,
+        help_text="Every integration is re-approved by its vertical owners this often; empty: never.",
+    )
+    recertification_answer_days = models.PositiveIntegerField(
+        default=14, help_text="Days the owners have to answer; unanswered, the integration is restricted, "
+        "and suspended as many days later.",
+    )
 
     history = HistoricalRecords()
 

@@ -9,6 +9,7 @@ from .keycloak import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
 from .exchange import *  # noqa: F401,F403
 from .audit import *  # noqa: F401,F403
+from .governance import *  # noqa: F401,F403
 from .audit import _dev_key  # noqa: F401 (compared by the check below)
 from .devsecrets import refuse_development_secrets
 

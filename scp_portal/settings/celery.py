@@ -29,6 +29,10 @@ CELERY_BEAT_SCHEDULE = {
     # Integrations past `active_until` leave Active within a minute (the exchange already
     # refuses them from that very moment: it checks the window per request).
     "expire-integrations": {"task": "lifecycle.tasks.expire_integrations_task", "schedule": 60.0},
+    # Everyday governance (issue #14): expiry warnings, recertification deadlines, aged
+    # credentials, ended grace periods; and notifications whose first send failed.
+    "governance-sweep": {"task": "lifecycle.tasks.governance_sweep_task", "schedule": 300.0},
+    "send-pending-notifications": {"task": "lifecycle.tasks.send_pending_notifications_task", "schedule": 60.0},
     # Audit records are covered by the hash chain from their sealing on: every few seconds.
     "seal-audit": {"task": "audit.tasks.seal_audit_task", "schedule": 5.0},
     "purge-audit": {"task": "audit.tasks.purge_audit_task", "schedule": 3600.0},

@@ -1,0 +1,5 @@
+"""Recertification campaigns (issue #14 item 3). Being written."""
+
+
+def sweep(now):
+    return {}
