@@ -33,6 +33,7 @@ class AuditEvent(models.TextChoices):
     RECERTIFICATION_ANSWERED = "recertification.answered", "recertification answered"
     RECERTIFICATION_LAPSED = "recertification.lapsed", "recertification lapsed"
     AGREEMENT_UPLOADED = "agreement.uploaded", "data-sharing agreement uploaded"
+    AGREEMENT_DOWNLOADED = "agreement.downloaded", "data-sharing agreement document downloaded"
     CREDENTIAL_ROTATED = "credential.rotated", "credential rotated (old one in grace)"
     CREDENTIAL_REVOKED = "credential.revoked", "credential revoked"
     WEBHOOK_REPLAYED = "webhook.replayed", "webhook delivery replayed"

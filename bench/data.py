@@ -1,14 +1,18 @@
 """The benchmark's data: persons of `ke` who all consent (so the governed and the bare
 endpoint serve the same rows), and an integration walked to Active through the services,
 each step by its role, with a real Keycloak client and a rate limit the load cannot reach."""
+import datetime
 import time
 from dataclasses import dataclass
 
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from lifecycle import keycloak, services
+from lifecycle.agreements import agreement_upload
 from registry.models import Integration, IntegrationTemplate, Partner, RateLimitPolicy
 from lifecycle.demo import seed_persons, seed_reference_data
 from scp_core.models import ConsentStatus, Person, Tenant, Vertical
@@ -66,6 +70,7 @@ def activate(tenant, vertical):
     integration = services.integration_submit(integration=integration, actor=staff("ke-admin"))
     integration = services.integration_review(integration=integration, actor=staff("ke-health-owner"),
                                               vertical=vertical, decision="approve")
+    _sign_agreement(integration)
     integration = services.integration_approve(integration=integration, actor=staff("umbrella"))
     policy, _ = RateLimitPolicy.objects.get_or_create(name="bench-unlimited",
                                                       defaults={"requests_per_minute": 100_000_000})
@@ -73,3 +78,15 @@ def activate(tenant, vertical):
     integration, _ = services.integration_configure_controls(integration=integration, actor=staff("ke-admin"),
                                                              rate_limit_policy=policy)
     return Partnered(integration, credentials["client_id"], credentials["client_secret"])
+
+
+def _sign_agreement(integration):
+    """The data-sharing agreement the sign-off needs (a plain-text one, built in memory)."""
+    contract, today = integration.data_contract, timezone.localdate()
+    agreement_upload(
+        integration=integration, actor=staff("ke-admin"),
+        document=SimpleUploadedFile("bench-agreement.txt", b"Data-sharing agreement of the benchmark run.\n"),
+        signatories=["Benchmark (ke)", "Benchmark (acme-health)"], purposes=[integration.purpose_code],
+        fields=sorted({f for v in integration.vertical_codes() for f in contract.approvable_fields(v)}),
+        retention_days=1, effective_from=today, expires_on=today + datetime.timedelta(days=30),
+    )

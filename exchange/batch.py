@@ -177,7 +177,7 @@ def _run_import(job_id):
 def _current_scope(job):
     """The scope built anew from the integration as stored now (at the start and per chunk):
     a suspension or the end of the active window stops the job within one chunk."""
-    job.integration.refresh_from_db(fields=["status", "active_from", "active_until"])
+    job.integration.refresh_from_db(fields=["status", "active_from", "active_until", "agreement_until"])
     return DataScope.of(job.integration, job.vertical)
 
 

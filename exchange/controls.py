@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from django.conf import settings
 
+from lifecycle import credentials
 from registry.credentials import hash_api_key
 from scp_core.errors import ApiError
 
@@ -40,11 +41,17 @@ def check_ip_allowlist(integration, ip):
 
 
 def check_api_key(integration, request):
-    """When the integration has an API key, it must be sent as X-API-Key (a secondary identifier)."""
+    """When the integration has an API key, it must be sent as X-API-Key (a secondary identifier):
+    its current key (compared with the hash on the integration row, no query), or a previous key
+    still in its rotation's grace period (the credential register, asked only on a mismatch)."""
     if not integration.api_key_hash:
         return
     presented = request.META.get(API_KEY_HEADER, "")
-    if not presented or not hmac.compare_digest(hash_api_key(presented), integration.api_key_hash):
+    digest = hash_api_key(presented) if presented else ""
+    if digest and hmac.compare_digest(digest, integration.api_key_hash):
+        credentials.api_key_used(integration, digest)
+        return
+    if not digest or not credentials.api_key_accepted(integration, digest):
         raise ApiError(401, "api_key_invalid", "A valid X-API-Key is required for this integration.")
 
 

@@ -108,7 +108,7 @@ def _run_export(job_id, chunk, progress):
         while True:
             # The scope is built anew per chunk from the integration as stored now, so a
             # suspension or the end of the active window stops the export within one chunk.
-            integration.refresh_from_db(fields=["status", "active_from", "active_until"])
+            integration.refresh_from_db(fields=["status", "active_from", "active_until", "agreement_until"])
             data_scope = DataScope.of(integration, job.vertical)
             denied = data_scope.refusal()
             if denied is not None:

@@ -4,6 +4,7 @@ consent → minimization. Each check allows or raises a denial carrying its cont
 import re
 
 from audit.services import IncidentKind, IncidentSeverity, incident_open
+from lifecycle import credentials
 from registry.models import IntegrationStatus
 from scp_core.errors import ApiError
 
@@ -27,6 +28,7 @@ def check_gate(principal, request):
     controls.check_ip_allowlist(integration, controls.client_ip(request))
     controls.check_api_key(integration, request)
     controls.check_client_certificate(integration, request)
+    credentials.token_seen(integration)  # its client secret's last use, written at most once a minute
     return ratelimit.hit(integration)
 
 

@@ -39,7 +39,10 @@ def refusal(integration, *, write=False, at=None):
         return ApiError(403, "integration_restricted", "The integration is restricted to reads.")
     if status not in SERVING_STATES:
         return ApiError(403, "integration_not_active", f"The integration is {status}, not active.")
-    if not integration.is_in_active_window(at or timezone.now()):
+    at = at or timezone.now()
+    if not integration.is_in_active_window(at):
+        if integration.agreement_lapsed(at):  # its agreement's end counts like `active_until`
+            return ApiError(403, "outside_active_window", "The integration's data-sharing agreement has expired.")
         return ApiError(403, "outside_active_window", "The integration is outside its active window.")
     return None
 

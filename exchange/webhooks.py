@@ -299,13 +299,6 @@ def _disable(subscription, reason):
                   "fix the endpoint and replay its deliveries from the portal.")
 
 
-def replay(delivery):
-    """Put a dead letter back in the queue (from the portal)."""
-    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.DEAD).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
-    )
-
-
 def due_deliveries(now=None, limit=500):
     now = now or timezone.now()
     return list(
@@ -314,4 +307,4 @@ def due_deliveries(now=None, limit=500):
     )
 
 
-__all__ = ["Subscription", "check_target", "deliver", "deliver_many", "due_deliveries", "new_secret", "next_attempt", "replay", "sign"]
+__all__ = ["Subscription", "check_target", "deliver", "deliver_many", "due_deliveries", "new_secret", "next_attempt", "sign"]

@@ -4,7 +4,8 @@ portal's form and the governance API's body. The admin and the API both read it,
 action is offered by both or by neither."""
 from dataclasses import dataclass
 
-from . import disclosures, forms, services
+from . import credential_forms, credentials, disclosures, forms, services
+from .api import credentials as credential_api
 from .api import serializers
 
 
@@ -16,6 +17,7 @@ class LifecycleAction:
     form: type                  # the portal's form (reason, decision, ...)
     serializer: type | None     # the API's body; None: no body
     shows_secret: bool = False  # answers with client credentials, shown once
+    applies: object = None      # for an action without transition: whether it applies to this integration now
 
 
 ACTIONS = {
@@ -36,7 +38,16 @@ ACTIONS = {
                                  serializers.DeprecateSerializer),
     "archive": LifecycleAction("Archive", "archive", services.integration_archive, forms.ReasonForm,
                                serializers.ReasonSerializer),
-    "rotate-secret": LifecycleAction("Rotate secret", None, services.integration_rotate_secret, forms.ActionForm, None, True),
+    # Credentials without downtime (issue #14 item 5): the previous one keeps working for a grace
+    # period the rotator chooses (lifecycle.credentials).
+    "rotate-secret": LifecycleAction("Rotate secret", None, credentials.integration_rotate_secret,
+                                     credential_forms.RotateForm, credential_api.RotateSerializer, True),
+    "rotate-api-key": LifecycleAction("Rotate API key", None, credentials.integration_rotate_api_key,
+                                      credential_forms.RotateForm, credential_api.RotateSerializer, True,
+                                      applies=lambda integration: bool(integration.api_key_hash)),
+    "revoke-credential": LifecycleAction("Revoke a previous credential", None, credentials.integration_revoke_credential,
+                                         credential_forms.RevokeCredentialForm, credential_api.RevokeCredentialSerializer,
+                                         applies=credentials.has_previous),
     # Withhold an investigation's disclosures from the person's report (issue #13).
     "embargo": LifecycleAction("Embargo disclosures", None, disclosures.integration_embargo, forms.EmbargoForm,
                                serializers.EmbargoSerializer),

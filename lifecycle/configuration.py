@@ -54,7 +54,7 @@ def role_assignment_revoke(*, actor, assignment, request_id=""):
                      details={"revoked": before})
 
 
-TENANT_FIELDS = ["code", "name", "audit_retention_days"]
+TENANT_FIELDS = ["code", "name", "audit_retention_days", "recertification_interval_days", "recertification_answer_days"]
 
 
 def tenant_save(*, actor, tenant, request_id=""):

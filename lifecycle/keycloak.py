@@ -5,11 +5,23 @@ holds realm-management manage-clients / view-clients / query-clients. Every call
 by the integration's stable clientId, so a failed activation can simply be retried.
 """
 import json
+import logging
 import threading
 import time
 
 import requests
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Clients carrying this attribute fall under the realm's client policy with the
+# `secret-rotation` executor (keycloak/realm-scp.json): after a new secret is generated, Keycloak
+# keeps accepting the previous one ("rotated") until its expiry. It keeps only one.
+ROTATION_ATTRIBUTE = "scp.integration"
+_SECRET_CREATED = "client.secret.creation.time"
+_SECRET_EXPIRES = "client.secret.expiration.time"
+_ROTATED_EXPIRES = "client.secret.rotated.expiration.time"
+_ROTATED = "client.secret.rotated"
 
 
 class KeycloakUnavailable(Exception):
@@ -139,7 +151,7 @@ def ensure_client(*, client_id, tenant_code, integration_id, verticals, enabled=
         "implicitFlowEnabled": False,
         "directAccessGrantsEnabled": False,
         "fullScopeAllowed": False,
-        "attributes": {"access.token.lifespan": str(settings.KEYCLOAK_INTEGRATION_TOKEN_LIFESPAN)},
+        "attributes": {"access.token.lifespan": str(settings.KEYCLOAK_INTEGRATION_TOKEN_LIFESPAN), ROTATION_ATTRIBUTE: "true"},
     }
     mappers = _desired_mappers(tenant_code=tenant_code, integration_id=integration_id, verticals=verticals)
     existing = find_client(client_id)
@@ -168,9 +180,72 @@ def _sync_mappers(uuid, desired):
 
 
 def regenerate_secret(uuid):
-    """Issue a new client secret; the old one stops working at once."""
+    """Issue a new client secret; the old one stops working at once (the rotated secret the
+    realm's policy would keep is deleted)."""
     response = _expect(_admin.request("POST", f"/clients/{uuid}/client-secret"), 200)
+    revoke_rotated_secret(uuid)
     return response.json()["value"]
+
+
+def _client(uuid):
+    return _expect(_admin.request("GET", f"/clients/{uuid}"), 200).json()
+
+
+def secret_created_at(client):
+    """When the client's current secret was generated (epoch seconds, from its representation), or None."""
+    value = (client.get("attributes") or {}).get(_SECRET_CREATED)
+    return int(value) if value and value.lstrip("-").isdigit() and int(value) > 0 else None
+
+
+def rotate_secret(uuid, *, keep_previous_until):
+    """Issue a new client secret and keep the previous one valid until `keep_previous_until`
+    (an aware datetime no more than the policy's 7 days ahead).
+
+    Returns (secret, kept): `kept` is False when Keycloak kept no previous secret, and None
+    when it kept it but its precise end could not be set (it then lasts the policy's 7 days
+    unless revoked earlier). Raises KeycloakError, before any change, when the rotation
+    policy does not apply to the client (feature `client-secret-rotation` off, or no policy)."""
+    client = _client(uuid)
+    attributes = client.get("attributes") or {}
+    if attributes.get(ROTATION_ATTRIBUTE) != "true":
+        # A client provisioned before the policy existed: enrol it (an update it applies to
+        # gives the secret its expiry attribute, which tells us the policy is in effect).
+        _expect(_admin.request("PUT", f"/clients/{uuid}", json={
+            **client, "attributes": {**attributes, ROTATION_ATTRIBUTE: "true"}}), 204)
+        attributes = _client(uuid).get("attributes") or {}
+    if not attributes.get(_SECRET_EXPIRES):
+        raise KeycloakError("Keycloak's secret-rotation client policy does not apply to this client "
+                            "(is the feature client-secret-rotation enabled and the realm's policy present?)")
+    response = _expect(_admin.request("POST", f"/clients/{uuid}/client-secret"), 200)
+    secret = response.json()["value"]
+    try:
+        client = _client(uuid)
+        attributes = client.get("attributes") or {}
+        if not attributes.get(_ROTATED):
+            return secret, False
+        expires = str(int(keep_previous_until.timestamp()))
+        _expect(_admin.request("PUT", f"/clients/{uuid}", json={
+            **client, "attributes": {**attributes, _ROTATED_EXPIRES: expires}}), 204)
+    except (KeycloakUnavailable, KeycloakError) as exc:
+        # The new secret exists and must reach the caller: the previous one stays valid for the
+        # policy's 7 days at most, and the credentials sweep deletes it when its grace ends.
+        logger.warning("rotated secret of client %s keeps the policy's expiry: %s", uuid, exc)
+        return secret, None
+    return secret, True
+
+
+def rotated_secret_expires(uuid):
+    """When Keycloak stops accepting the client's previous secret (epoch seconds), or None when it keeps none."""
+    attributes = _client(uuid).get("attributes") or {}
+    if not attributes.get(_ROTATED):
+        return None
+    value = attributes.get(_ROTATED_EXPIRES, "")
+    return int(value) if value.isdigit() else 0
+
+
+def revoke_rotated_secret(uuid):
+    """Stop Keycloak accepting the client's previous secret (idempotent: 204 when there is none)."""
+    _expect(_admin.request("DELETE", f"/clients/{uuid}/client-secret/rotated"), 204, 404)
 
 
 def set_enabled(client_id, enabled):

@@ -137,6 +137,25 @@ class RecertificationStatus(models.TextChoices):
     LAPSED = "lapsed", "lapsed (no answer)"
 
 
+class RecertificationQuerySet(models.QuerySet):
+    def visible_to(self, roles):
+        """Owners see their verticals' recertifications, tenant admins their tenants', the
+        global roles all; partners none (the owners' deliberation is not theirs)."""
+        if roles.sees_everything:
+            return self
+        q = models.Q(integration__tenant_id__in=roles.admin_tenants)
+        for tenant_id, vertical_id in roles.owned_verticals:
+            q |= models.Q(integration__tenant_id=tenant_id, vertical_id=vertical_id)
+        return self.filter(q)
+
+    def answerable_by(self, roles):
+        """Open ones in the verticals these roles own."""
+        q = models.Q(pk__in=[])
+        for tenant_id, vertical_id in roles.owned_verticals:
+            q |= models.Q(integration__tenant_id=tenant_id, vertical_id=vertical_id)
+        return self.filter(q, status=RecertificationStatus.OPEN)
+
+
 class Recertification(models.Model):
     """One vertical owner's periodic re-approval of one integration in one vertical (issue #14).
 
@@ -156,6 +175,8 @@ class Recertification(models.Model):
     reason = models.TextField(blank=True)
     approved_fields = models.JSONField(default=list, blank=True)
 
+    objects = RecertificationQuerySet.as_manager()
+
     class Meta:
         ordering = ["due_at"]
         constraints = [
@@ -164,4 +185,4 @@ class Recertification(models.Model):
         ]
 
     def __str__(self):
-        return f"recertification of {self.integration_id} / {self.vertical_id} due {self.due_at:%Y-%m-%d}"
+        return f"{self.integration.integration_name} — {self.vertical.code}, due {self.due_at:%Y-%m-%d}"

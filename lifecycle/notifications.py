@@ -180,8 +180,8 @@ def send(notification_id):
 def send_notification_task(self, notification_id):
     outcome = send(notification_id)
     if outcome == "retry" and not self.request.is_eager:
-        # At once, then 10 s, 20 s, ... up to 10 min; the sweep below picks up anything left.
-        raise self.retry(countdown=min(10 * 2 ** self.request.retries, 600))
+        # Again after 5 s, 10 s, 20 s, ... up to 10 min; the sweep below picks up anything left.
+        raise self.retry(countdown=min(5 * 2 ** self.request.retries, 600))
     return outcome
 
 

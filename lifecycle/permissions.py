@@ -8,7 +8,7 @@
 | activate, restrict, suspend,         | tenant admin of the tenant, umbrella authority, ROOT       |
 | reinstate, deprecate, archive,       |                                                            |
 | configure (layered controls)         |                                                            |
-| rotate-secret                        | tenant admin of the tenant, partner user of the partner, ROOT |
+| rotate-secret, rotate-api-key        | tenant admin of the tenant, partner user of the partner, ROOT |
 | change consent                       | tenant admin of the person's tenant, ROOT                  |
 | revise-template, vet-template        | umbrella authority                                         |
 | configure-connector                  | tenant admin of the integration's tenant, ROOT             |
@@ -63,7 +63,7 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
         if roles.is_root or roles.is_umbrella or is_tenant_admin:
             return None
         return "Only the tenant's admin, the umbrella authority or ROOT may do this."
-    if action in {"rotate-secret", "revoke-credential"}:
+    if action in {"rotate-secret", "rotate-api-key", "revoke-credential"}:
         if roles.is_root or is_tenant_admin or is_partner_user:
             return None
         return "Only the tenant's admin, the partner's users or ROOT may rotate or revoke credentials."

@@ -15,7 +15,8 @@ from registry.models import Integration, ReviewDecision, VerticalReview
 from scp_core.errors import InvalidTransitionError, UpstreamUnavailableError, ValidationFailedError
 from scp_core.models import Purpose
 
-from . import keycloak, notifications
+from . import credentials, keycloak, notifications
+from .agreement_gate import require_current_agreement
 from .permissions import require
 from .signals import integration_status_changed
 
@@ -196,6 +197,7 @@ def integration_approve(*, integration, actor, cross_tenant_grant=False, reason=
             "This integration reaches other tenants: approving it needs an explicit cross-tenant grant.",
             errors=[{"field": "cross_tenant_grant", "message": "required for a cross-tenant integration"}],
         )
+    require_current_agreement(integration)  # no sign-off without a current data-sharing agreement
     return _transition(
         integration,
         actor=actor,
@@ -249,26 +251,15 @@ def integration_activate(*, integration, actor, request_id=""):
                 details={"auth_client_id": client_id},
             )
             _audit_secret_issued(integration, actor, request_id, "activate")
+            credentials.client_secret_issued(integration=integration, actor=actor, request_id=request_id)
     except Exception:
         _sync_client_quietly(integration.pk)
         raise
     return integration, {"client_id": client_id, "client_secret": secret}
 
 
-def integration_rotate_secret(*, integration, actor, request_id=""):
-    require(actor, "rotate-secret", integration)
-    if not integration.is_serving or not integration.auth_client_id:
-        raise InvalidTransitionError(f"An integration in state '{integration.status}' has no secret to rotate.")
-    try:
-        existing = keycloak.find_client(integration.auth_client_id)
-        if existing is None:
-            raise InvalidTransitionError("The integration's Keycloak client is missing; reactivate it.")
-        secret = keycloak.regenerate_secret(existing["id"])
-    except keycloak.KeycloakUnavailable as exc:
-        raise UpstreamUnavailableError(f"Keycloak is unavailable; rotation can be retried. ({exc})") from exc
-    with transaction.atomic():
-        _audit_secret_issued(integration, actor, request_id, "rotate-secret")
-    return integration, {"client_id": integration.auth_client_id, "client_secret": secret}
+# Rotation keeps the previous secret for a grace period the rotator chooses (issue #14 item 5).
+integration_rotate_secret = credentials.integration_rotate_secret
 
 
 def _audit_secret_issued(integration, actor, request_id, action):
@@ -373,6 +364,9 @@ def integration_configure_controls(
         locked._change_reason = "controls configured"
         locked._history_user = actor
         locked.save()
+        if issue_api_key:
+            credentials.api_key_issued(integration=locked, actor=actor, prefix=changes["api_key_prefix"],
+                                       key_hash=changes["api_key_hash"], request_id=request_id)
         audit_record(
             event_type=AuditEvent.INTEGRATION_CONTROLS,
             tenant=locked.tenant,

@@ -222,6 +222,10 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     embargo_until = models.DateTimeField(null=True, blank=True, editable=False)
     active_from = models.DateTimeField(default=timezone.now)
     active_until = models.DateTimeField(null=True, blank=True)
+    # When its latest data-sharing agreement ends (kept by lifecycle.agreements on upload): read
+    # with the row and checked beside `active_until` on every request, so an expired agreement
+    # stops the exchange at once, before the sweep suspends the integration.
+    agreement_until = models.DateTimeField(null=True, blank=True, editable=False)
     data_contract = models.ForeignKey(DataContractVersion, on_delete=models.PROTECT, related_name="integrations")
     auth_client_id = models.CharField(max_length=120, blank=True, db_index=True)
     rate_limit_policy = models.ForeignKey(
@@ -344,7 +348,12 @@ class Integration(ConcurrentTransitionMixin, models.Model):
 
     def is_in_active_window(self, at=None):
         at = at or timezone.now()
-        return self.active_from <= at and (self.active_until is None or at < self.active_until)
+        return (self.active_from <= at and (self.active_until is None or at < self.active_until)
+                and not self.agreement_lapsed(at))
+
+    def agreement_lapsed(self, at=None):
+        """Whether its latest data-sharing agreement has ended (none recorded: no end)."""
+        return self.agreement_until is not None and (at or timezone.now()) >= self.agreement_until
 
     # --- transitions (spec §6.1, §6.3); bodies change fields only -------------------------
 
@@ -470,6 +479,14 @@ def _agreements_storage():
     return FileSystemStorage(location=settings.SCP_AGREEMENTS_DIR, base_url=None)
 
 
+class DataSharingAgreementQuerySet(models.QuerySet):
+    def visible_to(self, roles):
+        """Agreements of the integrations a user with these `lifecycle.roles.Roles` may see."""
+        if roles.sees_everything:
+            return self
+        return self.filter(integration__in=Integration.objects.visible_to(roles).values("pk"))
+
+
 class DataSharingAgreement(models.Model):
     """The signed agreement an integration is approved under (issue #14): the document pinned
     by its SHA-256, with what it covers. Its expiry suspends the integration like `active_until`.
@@ -489,6 +506,8 @@ class DataSharingAgreement(models.Model):
     expires_on = models.DateField()
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     uploaded_at = models.DateTimeField(default=timezone.now)
+
+    objects = DataSharingAgreementQuerySet.as_manager()
 
     class Meta:
         ordering = ["integration", "-uploaded_at"]

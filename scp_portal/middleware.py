@@ -3,6 +3,7 @@ any parsing, problem+json for errors raised outside the views, throttled unauthe
 failures, and exactly one audit record per response."""
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -48,9 +49,15 @@ def _is_uuid(value):
 _AUDITED_PREFIX = "/api/v1/"
 
 
+# An agreement upload of the governance API (issue #14): its document may be larger than a body.
+_AGREEMENT_UPLOAD = re.compile(r"^/api/v1/governance/integrations/[0-9a-fA-F-]{32,36}/agreements/$")
+
+
 def _body_limit(request):
     if request.method == "POST" and request.path == "/api/v1/imports/":
         return settings.SCP_MAX_IMPORT_BYTES + 1024 * 1024  # the file, and its multipart envelope
+    if request.method == "POST" and _AGREEMENT_UPLOAD.match(request.path):
+        return settings.SCP_AGREEMENT_MAX_BYTES + 64 * 1024  # the document, its terms and the envelope
     return settings.SCP_MAX_API_BODY_BYTES
 
 

@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, Incident
 from exchange.models import Connector, ConnectorStatus, ExportJob, ImportJob, ImportStatus
+from lifecycle import credentials
+from lifecycle.models import Recertification, RecertificationStatus
 from registry.models import DataContractVersion, Integration
 
 
@@ -98,4 +100,12 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
         failed = model.objects.filter(integration__in=integrations, status=ImportStatus.FAILED, finished_at__gte=week)
         for job in failed.select_related("integration__tenant"):
             items.append((job.integration, f"{kind} {job.pk} failed: {job.error[:120]}", job.finished_at))
+    overdue = Recertification.objects.filter(integration__in=integrations, status=RecertificationStatus.OPEN,
+                                             due_at__lte=now).select_related("integration__tenant", "vertical")
+    for r in overdue:
+        stage = f", integration {r.lapse_stage}" if r.lapse_stage else ""
+        items.append((r.integration, f"recertification of {r.vertical.code} overdue{stage}", r.due_at))
+    for c in credentials.aged(serving, now):
+        items.append((c.integration, f"{c.get_kind_display()} past its maximum age of {credentials.max_age().days} days",
+                      c.issued_at))
     return items

@@ -6,6 +6,10 @@ source "$(dirname "$0")/lib.sh"
 pidfile="$SERVICES_DIR/keycloak.pid"
 logfile="$SERVICES_DIR/keycloak.log"
 realm_file="$ROOT_DIR/keycloak/realm-scp.json"
+# Preview features the realm relies on: client-secret-rotation keeps an integration's previous
+# secret valid through a rotation's grace period (the realm's client policy; README,
+# "Credentials and rotation").
+features="client-secret-rotation"
 
 ready() { curl -fsS "http://127.0.0.1:$KEYCLOAK_MGMT_PORT/health/ready" >/dev/null 2>&1; }
 
@@ -55,7 +59,7 @@ fi
 
 # Dev mode keeps its realm in an embedded database and skips an import of a realm that
 # exists, so a changed realm file resets that database: the realm file is the truth.
-realm_sum=$(sha256sum "$realm_file" | cut -d' ' -f1)
+realm_sum=$( (cat "$realm_file"; echo "features=$features") | sha256sum | cut -d' ' -f1)
 stamp="$KEYCLOAK_HOME/data/realm.sha256"
 if [ "$(cat "$stamp" 2>/dev/null)" = "$realm_sum" ] && ready; then
   exit 0
@@ -78,7 +82,7 @@ else
   log "starting Keycloak $KEYCLOAK_VERSION on port $KEYCLOAK_HTTP_PORT (first start builds: allow 2 minutes)"
   KC_BOOTSTRAP_ADMIN_USERNAME="$KEYCLOAK_ADMIN_USER" KC_BOOTSTRAP_ADMIN_PASSWORD="$KEYCLOAK_ADMIN_PASSWORD" \
   JAVA_OPTS_KC_HEAP="${SCP_KEYCLOAK_HEAP:--Xms64m -Xmx512m}" \
-    setsid nohup "$KEYCLOAK_HOME/bin/kc.sh" start-dev --import-realm \
+    setsid nohup "$KEYCLOAK_HOME/bin/kc.sh" start-dev --import-realm --features="$features" \
       --http-host=127.0.0.1 --http-port="$KEYCLOAK_HTTP_PORT" \
       --http-management-port="$KEYCLOAK_MGMT_PORT" --health-enabled=true \
       >"$logfile" 2>&1 < /dev/null &

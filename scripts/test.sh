@@ -6,8 +6,9 @@ source "$(dirname "$0")/lib.sh"
 bash "$ROOT_DIR/scripts/venv.sh"
 bash "$ROOT_DIR/scripts/services.sh"
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used); the
-# tiny benchmark uses wrk and nginx; the deployment test runs `docker compose config`.
-apt_install chromium nginx wrk
+# tiny benchmark uses wrk and nginx; the deployment test runs `docker compose config`; the
+# partner pages' example requests are run as shown, with curl and jq.
+apt_install chromium nginx wrk curl jq
 bash "$ROOT_DIR/scripts/compose.sh"
 mkdir -p "$ROOT_DIR/artifacts/screenshots"
 

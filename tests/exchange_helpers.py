@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from lifecycle import services
 from registry.models import Integration, IntegrationTemplate, Partner
 
+from .agreement_helpers import sign_agreement
 from .conftest import client_token
 
 
@@ -39,6 +40,7 @@ def activate(staff, demo, keycloak_clients, *, tenant="ke", name="exchange", ver
         integration = services.integration_review(
             integration=integration, actor=staff[f"{tenant}-{vertical}-owner"], vertical=demo[vertical], decision="approve"
         )
+    sign_agreement(integration, staff[f"{tenant}-admin"])  # no sign-off without one
     integration = services.integration_approve(integration=integration, actor=staff["umbrella"])
     integration, credentials = services.integration_activate(integration=integration, actor=staff[f"{tenant}-admin"])
     token = client_token(credentials["client_id"], credentials["client_secret"]).json()["access_token"]

@@ -2,6 +2,8 @@
 from lifecycle import services
 from registry.models import Integration, IntegrationStatus, IntegrationTemplate, Partner
 
+from .agreement_helpers import sign_agreement
+
 S = IntegrationStatus
 
 # The path to each state, as (action, actor username, extra kwargs).
@@ -58,6 +60,7 @@ def new_draft_from(integration, demo):
 def walk_to(state, staff, demo, keycloak_clients, **draft_kwargs):
     integration = new_draft(staff, demo, **draft_kwargs)
     keycloak_clients.append(integration.client_id_for_keycloak)
+    sign_agreement(integration, staff["ke-admin"])  # so that the sign-off on the way is possible
     for action, username, kwargs in _PATH[state]:
         integration = run_action(action, integration, staff[username], demo, **kwargs)
     assert integration.status == state

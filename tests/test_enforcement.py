@@ -17,6 +17,7 @@ from registry.models import DataContract, DataContractVersion, IntegrationTempla
 from scp_core.models import Consent, ConsentStatus, Tenant, VerticalRecord
 from lifecycle.consent import consent_record
 
+from .agreement_helpers import sign_agreement
 from .conftest import client_token, make_person
 from .exchange_helpers import activate
 
@@ -38,6 +39,7 @@ def _activate_reviewed(staff, demo, keycloak_clients, *, approved_fields, **crea
     integration = services.integration_submit(integration=integration, actor=staff["ke-admin"])
     integration = services.integration_review(integration=integration, actor=staff["ke-health-owner"], vertical=demo["health"],
                                               decision="approve", approved_fields=approved_fields)
+    sign_agreement(integration, staff["ke-admin"])
     integration = services.integration_approve(integration=integration, actor=staff["umbrella"])
     _integration, credentials = services.integration_activate(integration=integration, actor=staff["ke-admin"])
     return client_token(credentials["client_id"], credentials["client_secret"]).json()["access_token"]
@@ -232,11 +234,13 @@ def test_role_assignments_connectors_and_tenant_settings_are_audited_with_histor
     assert AuditRecord.objects.filter(event_type=AuditEvent.ROLE_CHANGED, details__granted__role=Role.TENANT_ADMIN).exists()
 
     response = client.post(reverse("admin:scp_core_tenant_change", args=[demo["ke"].pk]),
-                           {"code": "ke", "name": "Kenya", "audit_retention_days": "400"})
+                           {"code": "ke", "name": "Kenya", "audit_retention_days": "400",
+                            "recertification_interval_days": "90", "recertification_answer_days": "14"})
     assert response.status_code == 302
     assert Tenant.objects.get(code="ke").history.count() >= 1
     changed = AuditRecord.objects.get(event_type=AuditEvent.TENANT_SETTINGS_CHANGED)
     assert changed.details["after"]["audit_retention_days"] == "400"
+    assert changed.details["after"]["recertification_interval_days"] == "90"
 
     client.force_login(staff["ke-admin"])
     response = client.post(reverse("admin:exchange_connector_add"), {

@@ -14,6 +14,7 @@ from registry.models import DataContractVersion, ImmutableError, Integration, In
 from lifecycle.curation import template_revise, template_vet
 from scp_core.errors import InvalidTransitionError, PermissionDeniedError
 
+from .agreement_helpers import sign_agreement
 from .governance_helpers import new_draft, run_action, walk_to
 
 pytestmark = pytest.mark.django_db
@@ -208,6 +209,7 @@ def test_reviewer_cannot_also_approve(staff, demo):
     integration = services.integration_review(integration=integration, actor=owner, vertical=demo["health"], decision="approve")
     with pytest.raises(PermissionDeniedError, match="reviewed"):
         services.integration_approve(integration=integration, actor=owner)
+    sign_agreement(integration, staff["ke-admin"])
     assert services.integration_approve(integration=integration, actor=staff["umbrella"]).status == S.APPROVED
 
 
@@ -230,6 +232,7 @@ def test_cross_tenant_integration_needs_an_explicit_umbrella_grant(staff, demo):
     integration = services.integration_submit(integration=integration, actor=staff["ke-admin"])
     integration = services.integration_review(integration=integration, actor=staff["ke-health-owner"],
                                               vertical=demo["health"], decision="approve")
+    sign_agreement(integration, staff["ke-admin"])
     with pytest.raises(Exception, match="cross-tenant"):
         services.integration_approve(integration=integration, actor=staff["umbrella"])
     integration = services.integration_approve(integration=integration, actor=staff["umbrella"], cross_tenant_grant=True)

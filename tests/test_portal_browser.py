@@ -14,6 +14,7 @@ from lifecycle import services
 from registry.models import Integration, IntegrationStatus, IntegrationTemplate, Partner
 from scp_core.models import ConsentStatus
 
+from .agreement_helpers import sign_agreement
 from .conftest import make_person
 from .exchange_helpers import activate
 
@@ -69,6 +70,7 @@ def test_owner_and_umbrella_approve_in_the_browser_and_the_integration_ends_acti
     )
     keycloak_clients.append(integration.client_id_for_keycloak)
     services.integration_submit(integration=integration, actor=staff["ke-admin"])
+    sign_agreement(integration, staff["ke-admin"])
 
     # The vertical owner finds the request in their queue and approves it.
     page = _sign_in(browser, live_server, "ke-health-owner")

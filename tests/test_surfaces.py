@@ -21,9 +21,11 @@ from audit.services import audit_record
 from exchange.models import Connector, Delivery, Event, EventType, ExportJob, ImportJob, Subscription
 from lifecycle import services
 from lifecycle.actions import ACTIONS
-from lifecycle.models import RoleAssignment
+from lifecycle.models import Notification, Recertification, RoleAssignment
 from registry.models import (
+    Credential,
     DataContract,
+    DataSharingAgreement,
     Integration,
     IntegrationTemplate,
     Partner,
@@ -33,6 +35,7 @@ from scp_core.models import Consent, ConsentStatus, Person, Purpose, Tenant, Ver
 from lifecycle.consent import consent_record
 
 from .conftest import make_person
+from .agreement_helpers import pdf_upload, sign_agreement
 from .exchange_helpers import activate
 
 pytestmark = pytest.mark.django_db
@@ -102,6 +105,21 @@ def world(staff, demo, keycloak_clients):
         "vertical": demo["health"], "partner": partner, "ratelimitpolicy": RateLimitPolicy.objects.first(),
         "datacontract": DataContract.objects.first(), "integrationtemplate": template,
         "reviewrequest": ug, "signoffrequest": ug,
+        "datasharingagreement": sign_agreement(ug, staff["ug-admin"], document=pdf_upload("UG-ONLY-SYNC.pdf", "UG-ONLY-SYNC")),
+        "recertification": Recertification.objects.create(
+            integration=ug, vertical=demo["health"], due_at=datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc),
+            snapshot={"fields": {"UG-SECRET-ID": "plain"}}, reason="UG-ONLY-SYNC"),
+        "notification": Notification.objects.create(
+            key="ug-only", event="approved", tenant=demo["ug"], integration=ug, recipient="ug-admin@scp.example",
+            subject="UG-ONLY-SYNC approved", body="UG-ONLY-SYNC"),
+        # A previous API key in its grace period (issue #14 item 5), of another partner's ug integration:
+        # the partner user may revoke its own partner's credentials, in any tenant.
+        "credential": Credential.objects.create(
+            integration=Integration.objects.create(
+                tenant=demo["ug"], partner=Partner.objects.create(name="Other partner", slug="other-partner", partner_type="ngo"),
+                integration_name="UG-ONLY-SYNC other", data_contract=ug.data_contract, created_by=staff["ug-admin"]),
+            kind="api_key", prefix="UG-ONLY-SYNC", key_hash="0" * 64,
+            expires_at=datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
         "user": staff["ug-admin"], "group": None,
     }
     audit_record(event_type=AuditEvent.CONSENT_CHANGED, tenant=demo["ug"], actor="UG-ACTOR", details={"marker": "UG-ACTOR"})
@@ -130,6 +148,9 @@ def _admin_urls(route, name, objects):
     if name == "view_on_site":
         person = objects["person"]
         return [f"admin/r/{ContentType.objects.get_for_model(Person).pk}/{person.pk}/"]
+    if (name or "").startswith("partner-"):  # the partner pages: the other tenant's integration and delivery
+        return [route.replace("<uuid:integration_id>", str(objects["integration"].pk))
+                .replace("<uuid:delivery_id>", str(objects["delivery"].pk))]
     key = _model_key(route, name)
     assert key in objects, f"{route} ({name}): no scoping rule for the model '{key}'; add it to the world"
     obj = objects[key]
@@ -158,12 +179,17 @@ API_RULES = {
     # The governance API: staff, scoped by role like the portal.
     "governance-integrations": "staff", "governance-integration": "staff", "governance-integration-action": "staff",
     "governance-consents": "staff", "governance-person-disclosures": "staff",
+    "governance-integration-credentials": "staff",
+    "governance-integration-agreements": "staff", "governance-integration-agreement-document": "staff",
+    "governance-waiting": "staff", "governance-recertifications": "staff", "governance-recertification-answer": "staff",
     # No tenant data: the OpenAPI document, staff login, and metrics (global roles or the scraper).
     "api-schema": "document", "oidc_authentication_callback": "login", "oidc_authentication_init": "login",
     "oidc_logout": "login", "metrics": "metrics",
 }
 _API_PARAMS = {
     "person_id": "person", "subscription_id": "subscription", "integration_id": "integration",
+    "agreement_id": "datasharingagreement",
+    "recertification_id": "recertification",
 }
 
 
@@ -192,13 +218,14 @@ def _governed_digest(username=None):
     """A digest of every table a person could change through a screen or an API."""
     models = [Tenant, Vertical, Person, Consent, VerticalRecord, Partner, RateLimitPolicy, DataContract,
               IntegrationTemplate, Integration, RoleAssignment, Subscription, Delivery, ImportJob, ExportJob, Connector,
-              Incident, AuditExportJob, Purpose, Disclosure, get_user_model()]
+              Incident, AuditExportJob, Purpose, Disclosure, Credential, DataSharingAgreement, Recertification, Notification, get_user_model()]
     digest = hashlib.sha256()
     for model in [m for m in models if m not in MAY_CREATE.get(username, set())]:
         rows = model.objects.order_by("pk").values()
         if model is Incident:  # incidents opened in response to the attempts are the system's, not the caller's
             rows = rows.exclude(kind__in=_RESPONSE_INCIDENTS)
-        digest.update(repr([{k: v for k, v in row.items() if k != "last_login"} for row in rows]).encode())
+        # Times of use are the system's record of a request, not a change by the caller.
+        digest.update(repr([{k: v for k, v in row.items() if k not in ("last_login", "last_used_at")} for row in rows]).encode())
     return digest.hexdigest()
 
 

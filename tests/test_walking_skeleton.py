@@ -12,6 +12,7 @@ from lifecycle import keycloak, services
 from registry.models import Integration, IntegrationStatus, IntegrationTemplate, Partner
 from scp_core.models import ConsentStatus
 
+from .agreement_helpers import agreement_terms, pdf_upload, sign_agreement
 from .conftest import client_token, make_person, user_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,6 +38,12 @@ def _activate_through_api(api, keycloak_clients, *, tenant, name):
     assert response.json()["status"] == "draft"
     integration_id = response.json()["integration_id"]
     keycloak_clients.append(f"scp-int-{integration_id}")
+    # The tenant admin uploads the signed data-sharing agreement: no sign-off without one.
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {admin}")
+    response = api.post(f"/api/v1/governance/integrations/{integration_id}/agreements/",
+                        {**agreement_terms(Integration.objects.get(pk=integration_id)), "document": pdf_upload()},
+                        format="multipart")
+    assert response.status_code == 201, response.content
     for token, action, body in [
         (admin, "submit", {}),
         (owner, "review", {"vertical": "health", "decision": "approve"}),
@@ -196,6 +203,7 @@ def test_activation_with_keycloak_down_changes_nothing_and_can_be_retried(api, d
     integration = services.integration_review(
         integration=integration, actor=staff["ke-health-owner"], vertical=demo["health"], decision="approve"
     )
+    sign_agreement(integration, staff["ke-admin"])
     integration = services.integration_approve(integration=integration, actor=staff["umbrella"])
 
     # Keycloak unreachable (a closed port): 503 upstream_unavailable, nothing changed.

@@ -60,7 +60,9 @@ class IntegrationActionView(GovernanceView):
         request=OpenApiTypes.OBJECT,
         responses=IntegrationSerializer,
         description="Take one lifecycle action: " + ", ".join(actions.ACTIONS) + ". `activate` and `rotate-secret` "
-        "answer with `client_id` and `client_secret`, shown once.",
+        "answer with `client_id` and `client_secret`, shown once; `rotate-secret` and `rotate-api-key` (answering "
+        "`api_key`) take `{grace_seconds}` (0 to 604800, default 86400), how long the previous one keeps working, "
+        "and answer `previous_valid_until`; `revoke-credential` takes `{credential, reason}`.",
     )
     def post(self, request, integration_id, action):
         if action not in actions.ACTIONS:

@@ -17,7 +17,7 @@ from .scoping import RootEditableAdmin, ScopedHistoryAdmin, TenantScopedAdmin
 
 @admin.register(Tenant)
 class TenantAdmin(RootEditableAdmin):
-    list_display = ("code", "name", "audit_retention_days")
+    list_display = ("code", "name", "audit_retention_days", "recertification_interval_days")
 
     def save_model(self, request, obj, form, change):
         if not change or self.in_scope(request, obj):

@@ -5,9 +5,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
-from exchange import webhooks
 from exchange.batch import progress
-from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, ExportJob, ImportJob, Subscription
+from exchange.deliveries import delivery_replay
+from exchange.models import Connector, Delivery, DeliveryAttempt, ExportJob, ImportJob, Subscription
 from lifecycle.configuration import connector_check, connector_save
 from registry.models import Integration
 from scp_core.errors import ApiError
@@ -57,16 +57,24 @@ class DeliveryAdmin(_TenantScoped):
     def get_actions(self, request):
         actions = super().get_actions(request)
         roles = self.roles(request)
-        if not (roles.is_root or roles.is_umbrella or roles.admin_tenants):
-            actions.pop("replay_dead_letters", None)  # auditors only read
+        if not (roles.is_root or roles.admin_tenants):
+            actions.pop("replay_dead_letters", None)  # who may replay-delivery; auditors only read
         return actions
 
-    @admin.action(description="Replay the selected dead letters")
+    @admin.action(description="Replay the selected deliveries (dead letters or delivered)")
     def replay_dead_letters(self, request, queryset):
-        dead = queryset.filter(status=DeliveryStatus.DEAD)
-        for delivery in dead:
-            webhooks.replay(delivery)
-        self.message_user(request, f"{dead.count()} dead letters queued again.", messages.SUCCESS)
+        # The service checks the permission per delivery and audits each replay.
+        replayed, refused = 0, []
+        for delivery in queryset.select_related("subscription__integration"):
+            try:
+                delivery_replay(delivery=delivery, actor=request.user, request_id=request.request_id)
+                replayed += 1
+            except ApiError as exc:
+                refused.append(f"{delivery.pk}: {exc.detail}")
+        if replayed:
+            self.message_user(request, f"{replayed} deliveries queued again.", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, f"Not replayed: {line}", messages.ERROR)
 
 
 @admin.register(ImportJob)

@@ -27,7 +27,7 @@ def available_actions(user, integration):
     out = []
     for name, action in ACTIONS.items():
         if action.transition is None:
-            possible = integration.is_serving
+            possible = integration.is_serving and (action.applies is None or action.applies(integration))
         else:
             possible = can_proceed(getattr(integration, action.transition))
         if possible and _may(user, name, integration):

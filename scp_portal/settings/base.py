@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by the portal itself (partner pages), no CDN
     "simple_history",
     "mozilla_django_oidc",
     "scp_core",
