@@ -34,6 +34,7 @@ class AuditEvent(models.TextChoices):
     RECERTIFICATION_LAPSED = "recertification.lapsed", "recertification lapsed"
     AGREEMENT_UPLOADED = "agreement.uploaded", "data-sharing agreement uploaded"
     AGREEMENT_DOWNLOADED = "agreement.downloaded", "data-sharing agreement document downloaded"
+    AGREEMENT_ACCEPTED = "agreement.accepted", "data-sharing agreement renewal accepted"
     CREDENTIAL_ROTATED = "credential.rotated", "credential rotated (old one in grace)"
     CREDENTIAL_REVOKED = "credential.revoked", "credential revoked"
     WEBHOOK_REPLAYED = "webhook.replayed", "webhook delivery replayed"

@@ -1,6 +1,7 @@
 """State the exchange keeps for partners: idempotent replies to pushes (spec §8.2), the
 event outbox, webhook subscriptions and their deliveries (spec §5.2, §5.3)."""
 import uuid
+from urllib.parse import urlsplit
 
 from django.db import models
 from django.utils import timezone
@@ -46,6 +47,14 @@ class Event(models.Model):
         indexes = [models.Index(fields=["tenant", "id"])]
 
 
+def endpoint_display(url):
+    """A webhook URL as shown anywhere (screens, e-mails): scheme, host, port and path; never
+    the credentials or the query string it may carry."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
 class Subscription(models.Model):
     """A partner's webhook endpoint for some event types (within its verticals)."""
 
@@ -61,7 +70,7 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
-        return f"{self.integration} → {self.url.split('?')[0]}"
+        return f"{self.integration} → {endpoint_display(self.url)}"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -31,7 +31,7 @@ from scp_core.errors import ApiError
 
 from .events import release_of, visible_body
 from .metrics import count_webhook
-from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription
+from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription, endpoint_display
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is immediate).
 RETRY_SCHEDULE = [
@@ -285,6 +285,8 @@ def _failed(delivery, subscription, status_code, error, retry_after, now):
 
 
 def _disable(subscription, reason):
+    if not subscription.active:
+        return  # already disabled (concurrent deliveries fail together): told once
     subscription.active = False
     subscription.disabled_reason = reason[:200]
     integration = subscription.integration
@@ -295,7 +297,7 @@ def _disable(subscription, reason):
     )
     notify(NotificationEvent.ENDPOINT_DISABLED, integration=integration,
            key=f"{subscription.pk}:{timezone.now().isoformat()}", recipients=partner_contacts(integration.partner),
-           detail=f"Endpoint {subscription.url.split('?')[0]} is disabled: {reason}. Events wait in the pull feed; "
+           detail=f"Endpoint {endpoint_display(subscription.url)} is disabled: {reason}. Events wait in the pull feed; "
                   "fix the endpoint and replay its deliveries from the portal.")
 
 

@@ -4,7 +4,8 @@ portal's form and the governance API's body. The admin and the API both read it,
 action is offered by both or by neither."""
 from dataclasses import dataclass
 
-from . import credential_forms, credentials, disclosures, forms, services
+from . import agreement_forms, agreements, credential_forms, credentials, disclosures, forms, services
+from .api import agreement_serializers
 from .api import credentials as credential_api
 from .api import serializers
 
@@ -48,6 +49,12 @@ ACTIONS = {
     "revoke-credential": LifecycleAction("Revoke a previous credential", None, credentials.integration_revoke_credential,
                                          credential_forms.RevokeCredentialForm, credential_api.RevokeCredentialSerializer,
                                          applies=credentials.has_previous),
+    # An agreement uploaded after the sign-off is in force only once the umbrella authority
+    # accepts it (issue #14 item 4; lifecycle.agreements); offered while one waits.
+    "accept-agreement": LifecycleAction("Accept agreement", None, agreements.agreement_accept,
+                                        agreement_forms.AcceptAgreementForm,
+                                        agreement_serializers.AcceptAgreementSerializer,
+                                        applies=agreements.has_pending_agreement),
     # Withhold an investigation's disclosures from the person's report (issue #13).
     "embargo": LifecycleAction("Embargo disclosures", None, disclosures.integration_embargo, forms.EmbargoForm,
                                serializers.EmbargoSerializer),

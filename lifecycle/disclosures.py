@@ -22,6 +22,7 @@ from scp_core.errors import ValidationFailedError
 from scp_core.models import Purpose
 
 from .permissions import require
+from .services import history_reason
 from .roles import roles_of
 
 PAGE_SIZE = 50
@@ -117,7 +118,7 @@ def integration_embargo(*, integration, actor, until, reason, request_id=""):
         locked = Integration.objects.select_for_update().get(pk=integration.pk)
         before = locked.embargo_until
         locked.embargo_until = until
-        locked._change_reason = f"embargo until {until.isoformat() if until else 'lifted'}: {reason}"
+        locked._change_reason = history_reason(f"embargo until {until.isoformat() if until else 'lifted'}: {reason}")
         locked._history_user = actor
         locked.save(update_fields=["embargo_until"])
         audit_record(

@@ -91,6 +91,7 @@ class NotificationEvent(models.TextChoices):
     ENDPOINT_DISABLED = "endpoint_disabled", "webhook endpoint disabled"
     CONNECTOR_FAILING = "connector_failing", "connector failing"
     RECERTIFICATION_DUE = "recertification_due", "recertification due"
+    RECERTIFICATION_LAPSED = "recertification_lapsed", "recertification lapsed"
     CREDENTIAL_AGED = "credential_aged", "credential past its maximum age"
 
 
@@ -118,6 +119,7 @@ class Notification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="After a refusal: not sent again before.")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 E = NotificationEvent
 _LEASE = datetime.timedelta(minutes=2)
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 30
 
 # --- who is told ---------------------------------------------------------------------------
 
@@ -81,6 +81,7 @@ _SUBJECTS = {
     E.ENDPOINT_DISABLED: "Webhook endpoint of {name} ({tenant}) disabled",
     E.CONNECTOR_FAILING: "Connector of {name} ({tenant}) is failing",
     E.RECERTIFICATION_DUE: "Recertification due: {name} ({tenant})",
+    E.RECERTIFICATION_LAPSED: "Recertification lapsed: {name} ({tenant}), {stage}",
     E.CREDENTIAL_AGED: "Credential of {name} ({tenant}) is past its maximum age",
 }
 
@@ -95,6 +96,7 @@ def notify(event, *, integration, key, recipients, detail="", link=None, **subje
     `key` names the occurrence (for example the integration and the date it ends): with the
     recipient it makes the notification unique. Returns the notifications made now."""
     subject = _SUBJECTS[event].format(name=integration.integration_name, tenant=integration.tenant.code, **subject_args)
+    subject = " ".join(subject.split())  # one line: a header never carries a line break
     body = "\n\n".join(part for part in (
         subject + ".",
         detail,
@@ -136,38 +138,48 @@ def integration_transitioned(integration, action, occurrence, reason=""):
 # --- sending ---------------------------------------------------------------------------------
 
 
+def retry_delay(attempts):
+    """After the n-th failed attempt: 5 s, 10 s, 20 s, ... at most an hour, so that MAX_ATTEMPTS
+    spans an SMTP outage of about a day before a message is given up (and shown as failed)."""
+    return datetime.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
 def _claim(notification_id, now):
-    """Take the notification for one attempt (pending, or a claim whose sender died)."""
+    """Take the notification for one attempt: pending and due, or claimed by a sender that died."""
     return Notification.objects.filter(
-        Q(status=NotificationStatus.PENDING) | Q(status=NotificationStatus.SENDING, claimed_until__lt=now),
+        Q(status=NotificationStatus.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        | Q(status=NotificationStatus.SENDING, claimed_until__lt=now),
         pk=notification_id,
     ).update(status=NotificationStatus.SENDING, claimed_until=now + _LEASE, attempts=F("attempts") + 1)
 
 
 def send(notification_id):
-    """One attempt at sending; returns "sent", "skipped" (sent or being sent elsewhere),
-    "retry" or "failed" (given up after MAX_ATTEMPTS)."""
+    """One attempt at sending; returns "sent", "skipped" (sent, being sent elsewhere, or not due),
+    "retry" (the server refused or was unreachable: due again after `retry_delay`) or "failed"
+    (given up after MAX_ATTEMPTS, or a message that can never be sent)."""
     now = timezone.now()
     if not _claim(notification_id, now):
         return "skipped"
     notification = Notification.objects.select_related("integration", "tenant").get(pk=notification_id)
-    message = EmailMessage(
-        subject=notification.subject, body=notification.body, to=[notification.recipient],
-        headers={"Message-ID": f"<{hashlib.sha256(notification.key.encode()).hexdigest()[:40]}@scp-integration-layer>",
-                 "X-SCP-Event": notification.event},
-    )
     try:
-        message.send()
+        EmailMessage(
+            subject=notification.subject, body=notification.body, to=[notification.recipient],
+            headers={"Message-ID": f"<{hashlib.sha256(notification.key.encode()).hexdigest()[:40]}@scp-integration-layer>",
+                     "X-SCP-Event": notification.event},
+        ).send()
     except (smtplib.SMTPException, OSError) as exc:
         given_up = notification.attempts >= MAX_ATTEMPTS
-        Notification.objects.filter(pk=notification_id).update(
-            status=NotificationStatus.FAILED if given_up else NotificationStatus.PENDING,
-            claimed_until=None, last_error=f"{exc.__class__.__name__}: {exc}"[:300],
-        )
+        _record_failure(notification, exc, NotificationStatus.FAILED if given_up else NotificationStatus.PENDING,
+                        next_attempt_at=None if given_up else now + retry_delay(notification.attempts))
         return "failed" if given_up else "retry"
+    except Exception as exc:  # noqa: BLE001 -- a message that cannot be built (a bad header): never retried
+        logger.exception("notification %s cannot be sent", notification_id)
+        _record_failure(notification, exc, NotificationStatus.FAILED, next_attempt_at=None)
+        return "failed"
     with transaction.atomic():
         Notification.objects.filter(pk=notification_id).update(
-            status=NotificationStatus.SENT, sent_at=timezone.now(), claimed_until=None, last_error="")
+            status=NotificationStatus.SENT, sent_at=timezone.now(), claimed_until=None, next_attempt_at=None,
+            last_error="")
         audit_record(
             event_type=AuditEvent.NOTIFICATION_SENT, tenant=notification.tenant, integration=notification.integration,
             actor="system", details={"event": notification.event, "recipient": notification.recipient,
@@ -176,19 +188,29 @@ def send(notification_id):
     return "sent"
 
 
+def _record_failure(notification, exc, status, *, next_attempt_at):
+    Notification.objects.filter(pk=notification.pk).update(
+        status=status, claimed_until=None, next_attempt_at=next_attempt_at,
+        last_error=f"{exc.__class__.__name__}: {exc}"[:300],
+    )
+
+
 @shared_task(bind=True, max_retries=MAX_ATTEMPTS)
 def send_notification_task(self, notification_id):
     outcome = send(notification_id)
     if outcome == "retry" and not self.request.is_eager:
-        # Again after 5 s, 10 s, 20 s, ... up to 10 min; the sweep below picks up anything left.
-        raise self.retry(countdown=min(5 * 2 ** self.request.retries, 600))
+        # Celery brings it back when it is due; the sweep below picks up anything lost.
+        attempts = Notification.objects.filter(pk=notification_id).values_list("attempts", flat=True).first() or 1
+        raise self.retry(countdown=retry_delay(attempts).total_seconds())
     return outcome
 
 
 def pending(now=None):
-    """Notifications to send again: pending for a minute (a lost task) or claimed by a dead sender."""
+    """Notifications to send again: pending for a minute (a lost task) or due again after a
+    refusal, or claimed by a sender that died; oldest first."""
     now = now or timezone.now()
     return list(Notification.objects.filter(
-        Q(status=NotificationStatus.PENDING, created_at__lte=now - datetime.timedelta(minutes=1))
+        Q(status=NotificationStatus.PENDING, next_attempt_at__isnull=True, created_at__lte=now - datetime.timedelta(minutes=1))
+        | Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
         | Q(status=NotificationStatus.SENDING, claimed_until__lt=now)
-    ).values_list("pk", flat=True)[:500])
+    ).order_by("created_at").values_list("pk", flat=True)[:500])

@@ -16,8 +16,9 @@
 | configure-purposes (a vocabulary)    | tenant admin of the tenant, ROOT                           |
 | read-disclosures (of a person)       | tenant admin of the person's tenant, auditor               |
 | embargo (an investigation's)         | umbrella authority                                         |
-| recertify (one vertical)             | vertical owner of that tenant and vertical                 |
+| recertify (one vertical)             | vertical owner of that tenant and vertical, not its requester nor its partner's user |
 | upload-agreement                     | tenant admin of the tenant, partner user of the partner    |
+| accept-agreement (after sign-off)    | umbrella authority                                         |
 | revoke-credential                    | tenant admin of the tenant, partner user of the partner, ROOT |
 | replay-delivery (a webhook's)        | tenant admin of the tenant, partner user of the partner, ROOT |
 
@@ -74,11 +75,18 @@ def refusal(actor, action, integration=None, *, vertical=None, tenant=None, part
     if action == "recertify":
         if vertical is None or (tenant_id, vertical.pk) not in roles.owned_verticals:
             return "Only the owner of this vertical in this tenant may recertify it."
+        if actor.pk in {integration.created_by_id, integration.submitted_by_id} or is_partner_user:
+            return "Whoever requested an integration, or works for its partner, cannot recertify it."
         return None
     if action == "upload-agreement":
         if is_tenant_admin or is_partner_user:
             return None
         return "Only the tenant's admin or the partner's users may upload the data-sharing agreement."
+    if action == "accept-agreement":
+        # The agreement an integration runs under is the sign-off's: only who signs off changes it.
+        if roles.is_umbrella:
+            return None
+        return "Only the umbrella authority may accept a data-sharing agreement after the sign-off."
     if action in {"revise-template", "vet-template"}:
         if roles.is_umbrella:
             return None

@@ -21,7 +21,7 @@ from scp_core.errors import InvalidTransitionError, ValidationFailedError
 
 from . import services
 from .models import NotificationEvent, Recertification, RecertificationStatus
-from .notifications import notify, vertical_owners
+from .notifications import notify, tenant_admins, umbrella_authority, vertical_owners
 from .permissions import require
 
 S = IntegrationStatus
@@ -105,7 +105,7 @@ def recertification_open(*, integration, vertical, since, now):
         )
         notify(
             NotificationEvent.RECERTIFICATION_DUE, integration=integration, key=f"{recertification.pk}",
-            recipients=vertical_owners(integration, [vertical.code]),
+            recipients=_answerers_or_their_stand_ins(integration, vertical),
             detail=(f"Please confirm, narrow or revoke its access to {vertical.code} by "
                     f"{recertification.due_at:%Y-%m-%d}. Unanswered, it is restricted to reads, then suspended."),
         )
@@ -119,30 +119,33 @@ def _lapse_overdue(now):
     for recertification in overdue:
         answer_days = datetime.timedelta(days=recertification.integration.tenant.recertification_answer_days)
         if not recertification.lapse_stage:
-            _lapse(recertification, stage="restricted", action="restrict")
-            lapsed += 1
-        elif recertification.lapse_stage == "restricted" and recertification.due_at + answer_days <= now:
-            _lapse(recertification, stage="suspended", action="suspend")
-            lapsed += 1
+            lapsed += _lapse(recertification, first=True)
+        elif recertification.due_at + answer_days <= now:
+            lapsed += _lapse(recertification, first=False)
     return lapsed
 
 
-def _lapse(recertification, *, stage, action):
-    """One step of a lapse: restrict (or suspend) the integration, when it is still in a state
-    that allows it, and record why."""
+def _lapse(recertification, *, first):
+    """One step of a lapse: first restrict the integration (when it is Active; otherwise the
+    lapse is only noted, "overdue"), then suspend it; each step recorded with its reason and
+    told to the owners and the tenant's admins."""
     reason = (f"recertification of {recertification.vertical.code} unanswered since "
               f"{recertification.due_at:%Y-%m-%d %H:%M} UTC")
+    action = "restrict" if first else "suspend"
     with transaction.atomic():
         locked = Recertification.objects.select_for_update().get(pk=recertification.pk)
-        if locked.status != R.OPEN or locked.lapse_stage == stage:
-            return
+        if locked.status != R.OPEN or bool(locked.lapse_stage) != (not first):
+            return 0  # answered meanwhile, or this step was taken by another sweep
         integration = Integration.objects.get(pk=locked.integration_id)
-        acted = _may_transition(integration, action)
+        acted = can_proceed(getattr(integration, action))
         if acted:
-            service = services.integration_restrict if action == "restrict" else services.integration_suspend
-            service(integration=integration, actor=None, reason=reason)
+            service = services.integration_restrict if first else services.integration_suspend
+            integration = service(integration=integration, actor=None, reason=reason)
+        # "restricted" only when this lapse restricted it: a late confirmation then lifts exactly
+        # that restriction, never one an administrator imposed.
+        stage = ("restricted" if acted else "overdue") if first else "suspended"
         locked.lapse_stage = stage
-        if stage == "suspended":
+        if not first:
             locked.status = R.LAPSED
         locked.save(update_fields=["lapse_stage", "status"])
         audit_record(
@@ -151,16 +154,29 @@ def _lapse(recertification, *, stage, action):
             details={"recertification": locked.pk, "stage": stage, "reason": reason,
                      "integration_action": action if acted else None, "status": integration.status},
         )
+        notify(
+            NotificationEvent.RECERTIFICATION_LAPSED, integration=integration, key=f"{locked.pk}:{stage}",
+            recipients=_answerers_or_their_stand_ins(integration, locked.vertical) + tenant_admins(integration.tenant_id),
+            detail=f"{reason}: the integration is now {integration.get_status_display()}."
+                   + (" A late answer by the vertical's owner lifts the lapse." if first else
+                      " Once the vertical's owner answers, the tenant's admin may reinstate it."),
+            stage="integration restricted" if stage == "restricted" else stage,
+        )
+    return 1
 
 
-def _may_transition(integration, action):
-    return can_proceed(getattr(integration, action))
+def _answerers_or_their_stand_ins(integration, vertical):
+    """The vertical's owners; where it has none, those who can assign one (the tenant's admins
+    ask ROOT) and the umbrella authority, so that a recertification never lapses untold."""
+    owners = vertical_owners(integration, [vertical.code])
+    return owners or tenant_admins(integration.tenant_id) + umbrella_authority()
 
 
 def recertification_answer(*, recertification, actor, decision, reason="", approved_fields=(), request_id=""):
     """The vertical owner's answer: confirm, narrow the readable fields to `approved_fields`
-    (never widen them), or revoke (the integration is suspended). A confirmation or narrowing
-    given after a lapse restricted the integration reinstates it."""
+    (never widen them), or revoke (the integration is suspended, and stays so: reinstating it is
+    refused). An open recertification, or one that lapsed, may be answered; a confirmation or
+    narrowing lifts the restriction its own lapse imposed, and unblocks a reinstatement."""
     integration = recertification.integration
     vertical = recertification.vertical
     require(actor, "recertify", integration, vertical=vertical)
@@ -174,7 +190,7 @@ def recertification_answer(*, recertification, actor, decision, reason="", appro
         _check_narrowing(integration, vertical.code, narrowed)
     with transaction.atomic():
         locked = Recertification.objects.select_for_update().get(pk=recertification.pk)
-        if locked.status != R.OPEN:
+        if locked.status not in (R.OPEN, R.LAPSED):
             raise InvalidTransitionError(f"This recertification is already {locked.get_status_display()}.")
         locked.status = _OUTCOME[decision]
         locked.answered_by = actor
@@ -192,11 +208,11 @@ def recertification_answer(*, recertification, actor, decision, reason="", appro
             _narrow(integration, vertical, narrowed, actor, reason)
         current = Integration.objects.get(pk=integration.pk)
         if decision == "revoke":
-            if _may_transition(current, "suspend"):
+            if can_proceed(current.suspend):
                 services.integration_suspend(
                     integration=current, actor=None, request_id=request_id,
                     reason=f"access revoked at recertification by the owner of {vertical.code}: {reason}")
-        elif locked.lapse_stage == "restricted" and current.status == S.RESTRICTED and not _still_lapsed(current):
+        elif _restricted_by(current, locked) and not _still_lapsed(current):
             services.integration_reinstate(
                 integration=current, actor=None, request_id=request_id,
                 reason=f"recertified by the owner of {vertical.code} after the lapse")
@@ -204,8 +220,19 @@ def recertification_answer(*, recertification, actor, decision, reason="", appro
     return locked
 
 
+def _restricted_by(integration, recertification):
+    """Whether the integration is Restricted by this recertification's lapse and nothing has
+    changed its state since (its newest history entry is that restriction)."""
+    if recertification.lapse_stage != "restricted" or integration.status != S.RESTRICTED:
+        return False
+    latest = integration.history.order_by("-history_date", "-history_id").first()
+    return latest is not None and latest.history_change_reason == services.history_reason(
+        f"recertification of {recertification.vertical.code} unanswered since "
+        f"{recertification.due_at:%Y-%m-%d %H:%M} UTC")
+
+
 def _still_lapsed(integration):
-    return integration.recertifications.filter(status=R.OPEN, lapse_stage="restricted").exists()
+    return integration.recertifications.filter(status=R.OPEN, lapse_stage__in=["restricted", "overdue"]).exists()
 
 
 def _check_narrowing(integration, vertical_code, narrowed):
@@ -225,6 +252,6 @@ def _narrow(integration, vertical, narrowed, actor, reason):
     locked = Integration.objects.select_for_update().get(pk=integration.pk)
     locked.read_scope = locked.effective_read_fields()
     locked.record_scope = locked.effective_record_read()
-    locked._change_reason = f"narrowed at recertification of {vertical.code}: {reason}".strip(": ")
+    locked._change_reason = services.history_reason(f"narrowed at recertification of {vertical.code}: {reason}".strip(": "))
     locked._history_user = actor
     locked.save(update_fields=["read_scope", "record_scope"])

@@ -16,7 +16,8 @@ from scp_core.errors import InvalidTransitionError, UpstreamUnavailableError, Va
 from scp_core.models import Purpose
 
 from . import credentials, keycloak, notifications
-from .agreement_gate import require_current_agreement
+from .agreement_gate import agreement_end, require_approved_agreement, require_current_agreement
+from .models import Recertification, RecertificationStatus
 from .permissions import require
 from .signals import integration_status_changed
 
@@ -45,6 +46,10 @@ def integration_create(
     """Create a Draft integration, from a vetted registry template or from scratch. Its
     purpose is one of the tenant's (`purpose_code`; a template proposes one)."""
     require(actor, "create", tenant=tenant, partner=partner)
+    if not integration_name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in integration_name):
+        # It appears in e-mail subjects, file names and headers: one printable line.
+        raise ValidationFailedError("The integration's name must be one line of printable text.",
+                                    errors=[{"field": "integration_name", "message": "empty, or holds a control character"}])
     purpose_code = purpose_code or (template.purpose_code if template is not None else "")
     if not Purpose.objects.filter(tenant=tenant, code=purpose_code).exists():
         known = ", ".join(Purpose.objects.filter(tenant=tenant).values_list("code", flat=True)) or "none"
@@ -106,6 +111,13 @@ def integration_create(
     return integration
 
 
+def history_reason(text):
+    """The reason as the integration's history keeps it: its column holds 100 characters, so a
+    longer reason is cut there (the audit record of the change keeps it whole)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
 def _transition(integration, *, actor, action, reason="", request_id="", details=None, **kwargs):
     """Apply one transition under a row lock, save it and audit it, all in one transaction."""
     with transaction.atomic():
@@ -115,7 +127,7 @@ def _transition(integration, *, actor, action, reason="", request_id="", details
             raise InvalidTransitionError(f"Action '{action}' is not possible from state '{locked.status}'.")
         before = locked.status
         method(**kwargs)
-        locked._change_reason = reason or action
+        locked._change_reason = history_reason(reason or action)
         locked._history_user = actor  # the history names the actor outside web requests too
         locked.save()
         audit_record(
@@ -197,7 +209,9 @@ def integration_approve(*, integration, actor, cross_tenant_grant=False, reason=
             "This integration reaches other tenants: approving it needs an explicit cross-tenant grant.",
             errors=[{"field": "cross_tenant_grant", "message": "required for a cross-tenant integration"}],
         )
-    require_current_agreement(integration)  # no sign-off without a current data-sharing agreement
+    # No sign-off without a current data-sharing agreement; the one checked is the one approved,
+    # recorded on the integration and in the audit (a later upload waits for acceptance).
+    agreement = require_current_agreement(integration)
     return _transition(
         integration,
         actor=actor,
@@ -205,7 +219,9 @@ def integration_approve(*, integration, actor, cross_tenant_grant=False, reason=
         reason=reason,
         request_id=request_id,
         cross_tenant_granted_by=actor if cross_tenant else None,
-        details={"cross_tenant_grant": cross_tenant},
+        agreement=agreement,
+        agreement_until=agreement_end(agreement.expires_on),
+        details={"cross_tenant_grant": cross_tenant, "agreement_id": agreement.pk, "agreement_sha256": agreement.sha256},
     )
 
 
@@ -229,6 +245,7 @@ def integration_activate(*, integration, actor, request_id=""):
     """
     _check_can(integration, "activate")
     require(actor, "activate", integration)
+    require_approved_agreement(integration)  # the approved agreement may have lapsed since the sign-off
     client_id = integration.client_id_for_keycloak
     try:
         kc_uuid = keycloak.ensure_client(
@@ -294,7 +311,26 @@ def integration_suspend(*, integration, actor, reason="", request_id=""):
 
 
 def integration_reinstate(*, integration, actor, reason="", request_id=""):
+    refused = _recertification_refusal(integration)
+    if refused:
+        raise InvalidTransitionError(refused)
     return _state_change_with_client_sync(integration, actor=actor, action="reinstate", reason=reason, request_id=request_id)
+
+
+def _recertification_refusal(integration):
+    """Why a reinstatement must wait for a vertical's owner: the newest recertification of a
+    vertical was revoked (final: the owner withdrew the access) or lapsed unanswered (until the
+    owner answers it late). None when nothing stands in the way."""
+    newest = {}
+    for r in Recertification.objects.filter(integration=integration).select_related("vertical").order_by("opened_at", "pk"):
+        newest[r.vertical_id] = r
+    for r in newest.values():
+        if r.status == RecertificationStatus.REVOKED:
+            return f"The owner of {r.vertical.code} revoked this integration's access at recertification; it cannot be reinstated."
+        if r.status == RecertificationStatus.LAPSED:
+            return (f"The recertification of {r.vertical.code} lapsed unanswered; its owner must answer it "
+                    "before the integration can be reinstated.")
+    return None
 
 
 def integration_deprecate(*, integration, actor, replacement, reason="", request_id=""):

@@ -1,4 +1,6 @@
 """Celery tasks of the lifecycle: they take ids and call services."""
+import logging
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -6,6 +8,8 @@ from registry.models import Integration
 
 from . import agreements, credentials, keycloak, notifications, recertification, reminders
 from .services import integration_expire, integration_sync_client
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -28,17 +32,28 @@ def expire_integrations_task():
     return len(expired)
 
 
+_SWEEPS = {
+    "expiring": reminders.sweep,
+    "recertification": recertification.sweep,
+    "agreements": agreements.sweep,
+    "credentials": credentials.sweep,
+}
+
+
 @shared_task
 def governance_sweep_task():
     """The everyday governance clock (issue #14): expiry warnings, recertification deadlines,
-    agreements past their expiry, credentials past their grace or their maximum age."""
+    agreements past their expiry, credentials past their grace or their maximum age. Each sweep
+    runs on its own: one that fails (Keycloak down, say) is logged and the others still run."""
     now = timezone.now()
-    return {
-        "expiring": reminders.sweep(now),
-        "recertification": recertification.sweep(now),
-        "agreements": agreements.sweep(now),
-        "credentials": credentials.sweep(now),
-    }
+    outcome = {}
+    for name, sweep in _SWEEPS.items():
+        try:
+            outcome[name] = sweep(now)
+        except Exception as exc:  # noqa: BLE001 -- isolate each sweep; retried on the next tick
+            logger.exception("governance sweep %s failed", name)
+            outcome[name] = {"error": f"{exc.__class__.__name__}: {exc}"[:300]}
+    return outcome
 
 
 @shared_task

@@ -222,10 +222,17 @@ class Integration(ConcurrentTransitionMixin, models.Model):
     embargo_until = models.DateTimeField(null=True, blank=True, editable=False)
     active_from = models.DateTimeField(default=timezone.now)
     active_until = models.DateTimeField(null=True, blank=True)
-    # When its latest data-sharing agreement ends (kept by lifecycle.agreements on upload): read
-    # with the row and checked beside `active_until` on every request, so an expired agreement
-    # stops the exchange at once, before the sweep suspends the integration.
+    # When its data-sharing agreement ends (kept by lifecycle.agreements: the latest upload's
+    # before the sign-off, then the approved or accepted one's): read with the row and checked
+    # beside `active_until` on every request, so an expired agreement stops the exchange at
+    # once, before the sweep suspends the integration.
     agreement_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The data-sharing agreement the umbrella authority signed off (recorded by the approval) or
+    # later accepted as its renewal: the one in force, whose end `agreement_until` is once the
+    # integration is approved. A later upload waits for acceptance (lifecycle.agreements).
+    approved_agreement = models.ForeignKey(
+        "DataSharingAgreement", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
+    )
     data_contract = models.ForeignKey(DataContractVersion, on_delete=models.PROTECT, related_name="integrations")
     auth_client_id = models.CharField(max_length=120, blank=True, db_index=True)
     rate_limit_policy = models.ForeignKey(
@@ -352,7 +359,7 @@ class Integration(ConcurrentTransitionMixin, models.Model):
                 and not self.agreement_lapsed(at))
 
     def agreement_lapsed(self, at=None):
-        """Whether its latest data-sharing agreement has ended (none recorded: no end)."""
+        """Whether its data-sharing agreement has ended (none recorded: no end)."""
         return self.agreement_until is not None and (at or timezone.now()) >= self.agreement_until
 
     # --- transitions (spec §6.1, §6.3); bodies change fields only -------------------------
@@ -370,8 +377,11 @@ class Integration(ConcurrentTransitionMixin, models.Model):
         pass
 
     @transition(field=status, source=S.REVIEWED, target=S.APPROVED)
-    def approve(self, cross_tenant_granted_by=None):
+    def approve(self, cross_tenant_granted_by=None, agreement=None, agreement_until=None):
         self.cross_tenant_granted_by = cross_tenant_granted_by
+        # The agreement signed off, and its end: from now on a new upload waits for acceptance.
+        self.approved_agreement = agreement
+        self.agreement_until = agreement_until
 
     @transition(field=status, source=S.APPROVED, target=S.ACTIVE)
     def activate(self, auth_client_id):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from audit.models import AuditEvent, AuditRecord, Incident
 from exchange.models import Connector, ConnectorStatus, ExportJob, ImportJob, ImportStatus
 from lifecycle import credentials
-from lifecycle.models import Recertification, RecertificationStatus
+from lifecycle.models import Notification, NotificationStatus, Recertification, RecertificationStatus
 from registry.models import DataContractVersion, Integration
 
 
@@ -105,6 +105,11 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
     for r in overdue:
         stage = f", integration {r.lapse_stage}" if r.lapse_stage else ""
         items.append((r.integration, f"recertification of {r.vertical.code} overdue{stage}", r.due_at))
+    unsent = Notification.objects.filter(integration__in=integrations, status=NotificationStatus.FAILED,
+                                         created_at__gte=week).select_related("integration__tenant")
+    for n in unsent:
+        items.append((n.integration, f"e-mail ({n.get_event_display()}) to {n.recipient} not sent: {n.last_error[:120]}",
+                      n.created_at))
     for c in credentials.aged(serving, now):
         items.append((c.integration, f"{c.get_kind_display()} past its maximum age of {credentials.max_age().days} days",
                       c.issued_at))

@@ -8,7 +8,6 @@ integration's tenant, the umbrella authority, auditors and ROOT read them too. A
 answered 404, as if the integration did not exist. Replaying goes through
 `exchange.deliveries.delivery_replay`, which checks `replay-delivery` and audits."""
 import json
-from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
@@ -23,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.models import AuditEvent, AuditRecord
 from exchange.contract_docs import describe_mask, example_requests, integration_contract, integration_openapi
 from exchange.deliveries import REPLAYABLE, delivery_replay
-from exchange.models import Delivery, DeliveryAttempt, DeliveryStatus
+from exchange.models import Delivery, DeliveryAttempt, DeliveryStatus, endpoint_display
 from lifecycle.permissions import may
 from lifecycle.roles import roles_of
 from registry.models import Integration
@@ -56,13 +55,6 @@ def _integration_or_404(request, integration_id):
     if scope is None:
         raise Http404("No such page.")
     return get_object_or_404(scope.select_related("tenant", "partner", "data_contract__contract"), pk=integration_id)
-
-
-def endpoint_display(url):
-    """A webhook URL as shown: scheme, host, port and path; never credentials or query string."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 @require_GET

@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit.models import Incident
 from exchange.models import Connector, ConnectorStatus, Subscription
 from lifecycle import credentials
+from lifecycle.agreement_gate import awaiting_acceptance
 from lifecycle.models import Recertification
 from lifecycle.permissions import may
 from lifecycle.roles import roles_of
@@ -43,6 +44,7 @@ def waiting_for(user, now=None):
         _reviews(user, roles),
         _recertifications(roles),
         _sign_offs(user, roles),
+        _agreement_acceptances(roles),
         _drafts(user, visible),
         _activations(user, roles, visible),
         _incidents(roles),
@@ -83,6 +85,18 @@ def _sign_offs(user, roles):
     count = (Integration.objects.filter(status=S.REVIEWED).exclude(created_by=user).exclude(submitted_by=user)
              .exclude(vertical_reviews__reviewer=user).count())
     return Waiting("sign_offs", "Reviewed requests waiting for your sign-off", count, _changelist("lifecycle_signoffrequest"))
+
+
+def _agreement_acceptances(roles):
+    """Agreements uploaded after the sign-off: not in force until the umbrella authority accepts."""
+    if not roles.is_umbrella:
+        return None
+    pending = awaiting_acceptance(Integration.objects.all())
+    count = pending.count()
+    # One: its page, where the renewal is shown beside the one in force; more: the register.
+    url = (reverse("admin:registry_integration_change", args=[pending.values_list("pk", flat=True).first()])
+           if count == 1 else _changelist("registry_datasharingagreement"))
+    return Waiting("agreement_acceptances", "Renewed data-sharing agreements waiting for your acceptance", count, url)
 
 
 def _drafts(user, visible):

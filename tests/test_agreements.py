@@ -6,6 +6,8 @@ sweep suspending the integration with the reason; who may upload and who may dow
 import datetime
 import hashlib
 import io
+import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,10 +21,12 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, AuditResult
 from lifecycle import agreements, services
-from lifecycle.agreement_gate import agreement_end
+from lifecycle.models import Role, RoleAssignment
+from lifecycle.agreement_gate import agreement_end, awaiting_acceptance, pending_agreements
 from registry.models import DataSharingAgreement, Integration, IntegrationStatus
 from scp_core.errors import ApiError, InvalidTransitionError, PermissionDeniedError, ValidationFailedError
 from scp_core.models import ConsentStatus
+from scp_portal.waiting import waiting_for
 
 from .agreement_helpers import agreement_terms, pdf_upload, sign_agreement, tiny_pdf
 from .conftest import make_person
@@ -351,7 +355,10 @@ def test_no_sign_off_when_the_agreement_does_not_cover_the_purpose(staff, review
 
 def test_no_sign_off_when_the_latest_agreement_does_not_cover_every_field_read(staff, reviewed):
     sign_agreement(reviewed, staff["ke-admin"])  # covers everything
-    sign_agreement(reviewed, staff["ke-admin"], fields=["id", "given_name"])  # the latest counts
+    latest = sign_agreement(reviewed, staff["ke-admin"])  # the latest counts
+    # An upload not covering every field read is refused (below); one recorded so anyway (say,
+    # before that rule) does not pass the gate either.
+    DataSharingAgreement.objects.filter(pk=latest.pk).update(fields=["id", "given_name"])
     with pytest.raises(ValidationFailedError) as refused:
         services.integration_approve(integration=reviewed, actor=staff["umbrella"])
     uncovered = refused.value.errors[0]["message"].split(": ", 1)[1].rstrip(".").split(", ")
@@ -398,9 +405,12 @@ def test_expiry_refuses_the_exchange_at_once_and_the_sweep_suspends_with_the_rea
     assert record.actor == "system" and record.details["action"] == "suspend" and "agreement expired" in record.details["reason"]
     assert agreements.sweep(timezone.now()) == {"suspended": []}  # once
 
-    # A renewal, then reinstatement: served again.
-    sign_agreement(integration, staff["ke-admin"])
-    services.integration_reinstate(integration=integration, actor=staff["ke-admin"], reason="agreement renewed")
+    # A renewal and the reinstatement: still refused, since the renewal waits for the umbrella
+    # authority's acceptance; once accepted, served again.
+    renewal = sign_agreement(integration, staff["ke-admin"])
+    integration = services.integration_reinstate(integration=integration, actor=staff["ke-admin"], reason="agreement renewed")
+    assert _get(api, partner.token, "/api/v1/persons/?vertical=health").json()["code"] == "outside_active_window"
+    agreements.agreement_accept(integration=integration, actor=staff["umbrella"], agreement=renewal)
     assert _get(api, partner.token, "/api/v1/persons/?vertical=health").status_code == 200
 
 
@@ -501,3 +511,304 @@ def test_the_register_of_agreements_lists_only_what_the_person_may_see(client, s
     assert client.get(f"/admin/registry/datasharingagreement/{ug.pk}/change/").status_code in (302, 404)
     detail = client.get(f"/admin/registry/datasharingagreement/{ke.pk}/change/").content.decode()
     assert ke.sha256 in detail and f"/admin/registry/datasharingagreement/{ke.pk}/download/" in detail
+
+
+# --- after the sign-off: a renewal waits for the umbrella authority's acceptance -----------------
+
+
+def _text_upload(text="Renewed data-sharing agreement.\n", name="renewal.txt"):
+    return SimpleUploadedFile(name, text.encode(), "text/plain")
+
+
+def _agreements_api(api, integration):
+    return f"/api/v1/governance/integrations/{integration.pk}/agreements/"
+
+
+def test_the_approval_records_the_approved_agreement_on_the_integration_and_in_its_audit(staff, reviewed):
+    earlier = sign_agreement(reviewed, staff["ke-admin"])
+    approved = sign_agreement(reviewed, staff["partner-user"], expires_on=TODAY() + datetime.timedelta(days=200))
+    integration = services.integration_approve(integration=reviewed, actor=staff["umbrella"])
+    integration.refresh_from_db()
+    assert integration.approved_agreement == approved != earlier
+    assert integration.agreement_until == agreement_end(approved.expires_on)
+    record = AuditRecord.objects.filter(integration=integration, event_type=AuditEvent.INTEGRATION_TRANSITION).latest("id")
+    assert record.details["action"] == "approve"
+    assert record.details["agreement_id"] == approved.pk and record.details["agreement_sha256"] == approved.sha256
+
+
+def test_a_partners_renewal_after_activation_changes_nothing_until_the_umbrella_authority_accepts_it(
+        api, staff, demo, keycloak_clients):
+    # Given an Active integration serving every field under its approved agreement
+    partner = activate(staff, demo, keycloak_clients, name="renewal waits")
+    make_person(demo["ke"], "14000003", [(demo["health"], ConsentStatus.GRANTED)])
+    approved = partner.integration.agreements.get()
+    integration = partner.refresh()
+    assert integration.approved_agreement == approved
+    until = integration.agreement_until
+    url = _agreements_api(api, integration)
+    api.force_authenticate(staff["partner-user"])
+
+    # When the partner's user uploads a one-line text file covering only `sex`, expiring in 2099
+    narrow = {**_api_terms(integration, fields=["sex"], expires_on=datetime.date(2099, 12, 31)),
+              "document": _text_upload("We agree.\n", "sex-only.txt")}
+    response = api.post(url, narrow, format="multipart")
+    # Then it is refused, naming what it does not cover, and nothing moves
+    assert response.status_code == 422 and response.json()["code"] == "validation_error"
+    [error] = response.json()["errors"]
+    assert error["field"] == "fields" and "must include every field the integration reads" in error["message"]
+    assert "family_name" in error["message"] and "immunization.vaccine" in error["message"]
+    assert integration.agreements.count() == 1
+
+    # When it uploads a renewal covering everything, expiring in 2099
+    full = {**_api_terms(integration, expires_on=datetime.date(2099, 12, 31)), "document": _text_upload()}
+    response = api.post(url, full, format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["state"] == "pending_acceptance"
+    renewal = DataSharingAgreement.objects.get(pk=response.json()["id"])
+    # Then the integration keeps running under the approved agreement and its end
+    integration = partner.refresh()
+    assert integration.approved_agreement == approved and integration.agreement_until == until
+    api.force_authenticate(None)
+    assert _get(api, partner.token, "/api/v1/persons/?vertical=health").status_code == 200
+    api.credentials()
+    record = AuditRecord.objects.filter(event_type=AuditEvent.AGREEMENT_UPLOADED).latest("id")
+    assert record.details["pending_acceptance"] is True and record.details["agreement_until"] == until.isoformat()
+    api.force_authenticate(staff["auditor"])
+    states = {a["id"]: a["state"] for a in api.get(url).json()}
+    assert states == {approved.pk: "in_force", renewal.pk: "pending_acceptance"}
+    assert api.get(f"/api/v1/governance/integrations/{integration.pk}/").json()["approved_agreement"] == approved.pk
+
+    # When the umbrella authority accepts it (the governance API's action)
+    api.force_authenticate(staff["umbrella"])
+    response = api.post(f"/api/v1/governance/integrations/{integration.pk}/accept-agreement/",
+                        {"agreement": renewal.pk, "reason": "renewed for the programme"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["approved_agreement"] == renewal.pk
+    # Then it is the one in force, its end the integration's, audited with both documents' hashes
+    integration = partner.refresh()
+    assert integration.approved_agreement == renewal
+    assert integration.agreement_until == agreement_end(datetime.date(2099, 12, 31))
+    accepted = AuditRecord.objects.get(event_type=AuditEvent.AGREEMENT_ACCEPTED)
+    assert accepted.actor == "umbrella" and accepted.integration_id == integration.pk
+    assert accepted.details["agreement_id"] == renewal.pk and accepted.details["sha256"] == renewal.sha256
+    assert accepted.details["previous_agreement_id"] == approved.pk and accepted.details["previous_sha256"] == approved.sha256
+    assert accepted.details["agreement_until_before"] == until.isoformat()
+    assert accepted.details["reason"] == "renewed for the programme"
+    assert integration.history.first().history_change_reason == f"agreement {renewal.pk} accepted"
+    states = {a["id"]: a["state"] for a in api.get(url).json()}
+    assert states == {approved.pk: "superseded", renewal.pk: "in_force"}
+    api.force_authenticate(None)
+    assert _get(api, partner.token, "/api/v1/persons/?vertical=health").status_code == 200
+
+
+@pytest.fixture
+def approved(staff, reviewed):
+    """`reviewed`, signed off by the umbrella authority under a year's agreement."""
+    sign_agreement(reviewed, staff["ke-admin"])
+    return services.integration_approve(integration=reviewed, actor=staff["umbrella"])
+
+
+@pytest.mark.parametrize("username,status", [
+    ("ke-admin", 403), ("partner-user", 403), ("auditor", 403), ("root", 403), ("ke-health-owner", 403),
+    ("ug-admin", 404), ("outsider", 404), ("umbrella", 200),
+])
+def test_only_the_umbrella_authority_may_accept_an_agreement(api, staff, approved, outsider, username, status):
+    renewal = sign_agreement(approved, staff["partner-user"])
+    api.force_authenticate(outsider if username == "outsider" else staff[username])
+    response = api.post(f"/api/v1/governance/integrations/{approved.pk}/accept-agreement/", {"agreement": renewal.pk},
+                        format="json")
+    assert response.status_code == status, response.content
+    approved.refresh_from_db()
+    assert (approved.approved_agreement_id == renewal.pk) == (status == 200)
+    assert AuditRecord.objects.filter(event_type=AuditEvent.AGREEMENT_ACCEPTED).exists() == (status == 200)
+    if status != 200:
+        assert response["Content-Type"] == "application/problem+json"
+
+
+def test_acceptance_is_refused_for_what_it_cannot_accept(staff, demo, reviewed, approved):
+    umbrella = staff["umbrella"]
+    in_force = approved.approved_agreement
+    # Before the sign-off there is nothing to accept: the latest upload is the one approved.
+    other = services.integration_submit(integration=new_draft(staff, demo, name="not signed off"), actor=staff["ke-admin"])
+    early = sign_agreement(other, staff["ke-admin"])
+    with pytest.raises(InvalidTransitionError, match="only after the sign-off"):
+        agreements.agreement_accept(integration=other, actor=umbrella, agreement=early)
+    # Not one waiting: the one in force, another integration's, an unknown id, not a number.
+    for agreement in (in_force, early, early.pk, 10**9, "1", True, None):
+        with pytest.raises(ValidationFailedError) as refused:
+            agreements.agreement_accept(integration=approved, actor=umbrella, agreement=agreement)
+        assert refused.value.errors[0]["field"] == "agreement"
+    # Expired since its upload, or not covering what the integration reads (recorded so before the rule).
+    renewal = sign_agreement(approved, staff["partner-user"])
+    DataSharingAgreement.objects.filter(pk=renewal.pk).update(expires_on=TODAY())
+    with pytest.raises(ValidationFailedError, match="expired on"):
+        agreements.agreement_accept(integration=approved, actor=umbrella, agreement=renewal)
+    DataSharingAgreement.objects.filter(pk=renewal.pk).update(expires_on=TODAY() + datetime.timedelta(days=9),
+                                                             fields=["sex"])
+    with pytest.raises(ValidationFailedError, match="does not cover fields"):
+        agreements.agreement_accept(integration=approved, actor=umbrella, agreement=renewal)
+    approved.refresh_from_db()
+    assert approved.approved_agreement == in_force and not AuditRecord.objects.filter(
+        event_type=AuditEvent.AGREEMENT_ACCEPTED).exists()
+
+
+def test_whoever_uploaded_an_agreement_cannot_accept_it(staff, demo, approved):
+    # An umbrella authority who is also the tenant's admin uploads a renewal: someone else accepts it.
+    both = staff["umbrella"]
+    RoleAssignment.objects.create(user=both, role=Role.TENANT_ADMIN, tenant=demo["ke"])
+    both.__dict__.pop("_scp_roles", None)
+    renewal = sign_agreement(approved, both)
+    with pytest.raises(PermissionDeniedError, match="uploaded"):
+        agreements.agreement_accept(integration=approved, actor=both, agreement=renewal)
+
+
+def test_activation_re_runs_the_agreement_gate_on_the_approved_agreement(api, staff, approved, keycloak_clients):
+    keycloak_clients.append(approved.client_id_for_keycloak)
+    in_force = approved.approved_agreement
+    # The approved agreement lapses between the sign-off and the activation; a renewal is uploaded.
+    DataSharingAgreement.objects.filter(pk=in_force.pk).update(expires_on=TODAY())
+    renewal = sign_agreement(approved, staff["partner-user"])
+    with pytest.raises(ValidationFailedError, match=f"cannot be activated .* expired on {TODAY().isoformat()}"):
+        services.integration_activate(integration=Integration.objects.get(pk=approved.pk), actor=staff["ke-admin"])
+    api.force_authenticate(staff["ke-admin"])
+    response = api.post(f"/api/v1/governance/integrations/{approved.pk}/activate/", {}, format="json")
+    assert response.status_code == 422 and "client_secret" not in response.json()
+    assert Integration.objects.get(pk=approved.pk).status == S.APPROVED
+    # Once the umbrella authority accepts the renewal, it is activated.
+    agreements.agreement_accept(integration=approved, actor=staff["umbrella"], agreement=renewal)
+    integration, _credentials = services.integration_activate(integration=Integration.objects.get(pk=approved.pk),
+                                                              actor=staff["ke-admin"])
+    assert integration.status == S.ACTIVE and integration.approved_agreement == renewal
+
+
+def test_activation_is_refused_when_the_approved_agreement_no_longer_covers_a_field_read(staff, approved):
+    DataSharingAgreement.objects.filter(pk=approved.approved_agreement_id).update(fields=["id"])
+    with pytest.raises(ValidationFailedError, match="does not cover fields"):
+        services.integration_activate(integration=Integration.objects.get(pk=approved.pk), actor=staff["ke-admin"])
+    Integration.objects.filter(pk=approved.pk).update(approved_agreement=None)  # signed off before agreements
+    with pytest.raises(ValidationFailedError, match="No data-sharing agreement was approved"):
+        services.integration_activate(integration=Integration.objects.get(pk=approved.pk), actor=staff["ke-admin"])
+    # Then every upload waits for acceptance.
+    assert list(awaiting_acceptance(Integration.objects.all())) == [approved]
+    assert list(pending_agreements(Integration.objects.get(pk=approved.pk))) == list(approved.agreements.all())
+
+
+def test_an_upload_not_covering_every_field_read_is_refused_in_any_state(staff, demo, reviewed, approved):
+    # Reviewed with the reviewer's narrowing: what it reads is what must be covered.
+    narrowed = services.integration_submit(integration=new_draft(staff, demo, name="narrowed"), actor=staff["ke-admin"])
+    narrowed = services.integration_review(integration=narrowed, actor=staff["ke-health-owner"], vertical=demo["health"],
+                                           decision="approve", approved_fields=["id", "district"])
+    with pytest.raises(ValidationFailedError) as refused:
+        sign_agreement(narrowed, staff["partner-user"], fields=["id"])
+    assert refused.value.errors == [{"field": "fields", "message": "must include every field the integration reads; "
+                                                                   "missing: district"}]
+    for integration in (narrowed, approved):
+        before = _stored_files()
+        with pytest.raises(ValidationFailedError, match="not valid"):
+            sign_agreement(integration, staff["partner-user"], fields=["sex"])
+        assert _stored_files() == before
+    assert sign_agreement(narrowed, staff["partner-user"], fields=["district", "id"]).fields == ["district", "id"]
+
+
+def test_the_sweep_names_the_agreement_in_force_not_a_pending_renewal(staff, demo, keycloak_clients):
+    partner = activate(staff, demo, keycloak_clients, name="sweep in force")
+    in_force = partner.integration.agreements.get()
+    renewal = sign_agreement(partner.refresh(), staff["partner-user"], document=pdf_upload(text="Renewal"),
+                             expires_on=TODAY() + datetime.timedelta(days=90))
+    DataSharingAgreement.objects.filter(pk=in_force.pk).update(expires_on=TODAY())
+    Integration.objects.filter(pk=partner.integration.pk).update(agreement_until=timezone.now() - datetime.timedelta(seconds=1))
+    assert agreements.sweep(timezone.now()) == {"suspended": [str(partner.integration.pk)]}
+    reason = partner.refresh().history.first().history_change_reason
+    assert in_force.sha256[:16] in reason and renewal.sha256[:16] not in reason
+
+
+def test_the_pages_show_a_pending_renewal_and_only_the_umbrella_authority_gets_to_accept_it(client, staff, approved):
+    change_url = f"/admin/registry/integration/{approved.pk}/change/"
+    accept_url = f"/admin/registry/integration/{approved.pk}/action/accept-agreement/"
+    in_force = approved.approved_agreement
+    client.force_login(staff["partner-user"])
+    response = client.post(f"/admin/registry/integration/{approved.pk}/agreement/",
+                           {**_portal_form(approved), "document": _text_upload()}, follow=True)
+    assert "pending acceptance by the umbrella authority" in response.content.decode()
+    renewal = DataSharingAgreement.objects.latest("pk")
+    assert Integration.objects.get(pk=approved.pk).approved_agreement == in_force
+    page = client.get(change_url).content.decode()
+    assert "Pending acceptance" in page and renewal.sha256 in page and accept_url not in page
+    assert client.post(accept_url, {"agreement": renewal.pk}).status_code in (302, 403)
+    assert Integration.objects.get(pk=approved.pk).approved_agreement == in_force
+
+    client.force_login(staff["umbrella"])
+    page = client.get(change_url).content.decode()
+    assert "Pending acceptance" in page and accept_url in page and "In force: the agreement approved" in page
+    form = client.get(accept_url).content.decode()
+    assert renewal.sha256[:12] in form and f'value="{in_force.pk}"' not in form  # only what waits is offered
+    # Waiting for the umbrella authority (its home and the API's waiting list), linking to the page.
+    [waiting] = [w for w in waiting_for(staff["umbrella"]) if w.kind == "agreement_acceptances"]
+    assert waiting.count == 1 and waiting.url == change_url
+    assert not [w for w in waiting_for(staff["ke-admin"]) if w.kind == "agreement_acceptances"]
+    response = client.post(accept_url, {"agreement": renewal.pk, "reason": "renewal checked"}, follow=True)
+    assert response.status_code == 200 and "Accept agreement: the integration is now Approved" in response.content.decode()
+    assert Integration.objects.get(pk=approved.pk).approved_agreement == renewal
+    page = client.get(change_url).content.decode()
+    assert "Pending acceptance" not in page and accept_url not in page
+    assert not [w for w in waiting_for(staff["umbrella"]) if w.kind == "agreement_acceptances"]
+
+
+# --- bounds: lists counted before they are walked, and uploads per day --------------------------
+
+
+def test_a_huge_list_of_signatories_is_refused_by_its_count_at_once(api, client, staff, reviewed):
+    huge = [f"Signatory {i} (Organization)" for i in range(60_000)]
+    started = time.perf_counter()
+    with pytest.raises(ValidationFailedError) as refused:
+        sign_agreement(reviewed, staff["ke-admin"], signatories=huge, fields=huge)
+    assert time.perf_counter() - started < 2  # was 18 s: a list walked for every entry
+    assert {(e["field"], e["message"]) for e in refused.value.errors} >= {
+        ("signatories", f"at most {agreements.MAX_SIGNATORIES} entries"), ("fields", f"at most {agreements.MAX_FIELDS} entries")}
+
+    api.force_authenticate(staff["ke-admin"])
+    started = time.perf_counter()
+    response = api.post(_agreements_api(api, reviewed), {**_api_terms(reviewed), "signatories": json.dumps(huge),
+                                                         "document": pdf_upload()}, format="multipart")
+    assert time.perf_counter() - started < 2
+    assert response.status_code == 422 and response.json()["errors"] == [
+        {"field": "signatories", "message": f"at most {agreements.MAX_SIGNATORIES} entries"}]
+
+    client.force_login(staff["ke-admin"])
+    response = client.post(f"/admin/registry/integration/{reviewed.pk}/agreement/",
+                           {**_portal_form(reviewed), "signatories": "\n".join(huge[:3000]), "document": pdf_upload()})
+    assert response.status_code == 422 and b"Ensure this value has at most" in response.content
+    response = client.post(f"/admin/registry/integration/{reviewed.pk}/agreement/",
+                           {**_portal_form(reviewed), "signatories": "\n".join(["A (B)"] * 51), "document": pdf_upload()})
+    assert response.status_code == 422 and b"At most 50 signatories" in response.content
+    assert not DataSharingAgreement.objects.exists()
+
+
+def test_duplicates_are_dropped_keeping_the_first_order(staff, reviewed):
+    agreement = sign_agreement(reviewed, staff["ke-admin"], signatories=["B (Org)", " A (Org) ", "B (Org)", "A (Org)"],
+                               purposes=[reviewed.purpose_code, "research", reviewed.purpose_code])
+    assert agreement.signatories == ["B (Org)", "A (Org)"]
+    assert agreement.purposes == [reviewed.purpose_code, "research"]
+
+
+def test_at_most_five_uploads_per_integration_a_day_then_429_with_retry_after(api, client, staff, demo, reviewed, settings):
+    assert settings.SCP_AGREEMENT_MAX_PER_DAY == 5
+    for _ in range(5):
+        sign_agreement(reviewed, staff["partner-user"])
+    files = _stored_files()
+    api.force_authenticate(staff["ke-admin"])
+    response = api.post(_agreements_api(api, reviewed), {**_api_terms(reviewed), "document": pdf_upload()},
+                        format="multipart")
+    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
+    assert 86_000 < int(response["Retry-After"]) <= 86_401
+    client.force_login(staff["ke-admin"])
+    response = client.post(f"/admin/registry/integration/{reviewed.pk}/agreement/",
+                           {**_portal_form(reviewed), "document": pdf_upload()})
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0 and b"24 hours" in response.content
+    assert DataSharingAgreement.objects.count() == 5 and _stored_files() == files  # nothing kept
+    assert AuditRecord.objects.filter(event_type=AuditEvent.AGREEMENT_UPLOADED).count() == 5
+    # Another integration has its own allowance; a day later a slot frees.
+    assert sign_agreement(new_draft(staff, demo, name="other"), staff["ke-admin"]).pk
+    oldest = DataSharingAgreement.objects.filter(integration=reviewed).earliest("uploaded_at")
+    DataSharingAgreement.objects.filter(pk=oldest.pk).update(uploaded_at=timezone.now() - datetime.timedelta(hours=25))
+    assert sign_agreement(reviewed, staff["ke-admin"]).pk

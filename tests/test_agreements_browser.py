@@ -11,7 +11,7 @@ from django.utils import timezone
 from lifecycle import services
 from registry.models import DataSharingAgreement, Integration, IntegrationStatus, IntegrationTemplate, Partner
 
-from .agreement_helpers import tiny_pdf
+from .agreement_helpers import pdf_upload, sign_agreement, tiny_pdf
 from .test_portal_browser import _shot, _sign_in, browser  # noqa: F401 (the browser fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -70,5 +70,22 @@ def test_tenant_admin_uploads_the_agreement_and_the_umbrella_authority_sees_it_a
     page.click('input[name="confirm"]')
     page.wait_for_selector(".messagelist")
     assert "now Approved" in page.inner_text(".messagelist")
-    assert Integration.objects.get(pk=integration.pk).status == IntegrationStatus.APPROVED
+    integration = Integration.objects.get(pk=integration.pk)
+    assert integration.status == IntegrationStatus.APPROVED and integration.approved_agreement.sha256 == sha256
+
+    # After the sign-off the partner uploads a renewal: it waits for the umbrella authority, who
+    # sees it pending beside the approved one and accepts it.
+    renewal = sign_agreement(integration, staff["partner-user"], document=pdf_upload("renewal.pdf", "Renewal"))
+    page.goto(f"{live_server.url}/admin/registry/integration/{integration.pk}/change/")
+    pending = page.inner_text("#agreement-pending")
+    assert "Pending acceptance" in pending and renewal.sha256 in pending
+    assert sha256 in page.inner_text("#agreement")  # the approved one stays in force
+    page.click("#agreement-accept-link")
+    page.wait_for_selector('select[name="agreement"]')
+    page.fill('textarea[name="reason"]', "Renewal checked against the request")
+    page.click('input[name="confirm"]')
+    page.wait_for_selector(".messagelist")
+    assert "Accept agreement" in page.inner_text(".messagelist")
+    assert Integration.objects.get(pk=integration.pk).approved_agreement == renewal
+    assert page.locator("#agreement-pending").count() == 0
     page.context.close()

@@ -2,6 +2,7 @@
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -100,8 +101,9 @@ def test_compose_file_validates():
     assert set(services) == {"postgres", "redis", "keycloak", "migrate", "portal", "worker", "webhooks", "beat", "nginx"}
     # One role per duty: the owner migrates, the portal and workers run as the application
     # role, only the worker holds the purge role, and Keycloak has its own database and role.
-    config = json.loads(subprocess.run([*compose, "config", "--format", "json"], env=env,
-                                       capture_output=True, text=True, check=True).stdout)["services"]
+    full = json.loads(subprocess.run([*compose, "config", "--format", "json"], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    config = full["services"]
     environment = {name: service.get("environment", {}) for name, service in config.items()}
     user = {name: urlsplit(env["DATABASE_URL"]).username for name, env in environment.items() if "DATABASE_URL" in env}
     assert user == {"migrate": "scp_owner", "portal": "scp", "worker": "scp", "webhooks": "scp", "beat": "scp"}
@@ -109,3 +111,25 @@ def test_compose_file_validates():
     assert "migrate" not in config["portal"]["command"]
     keycloak = environment["keycloak"]
     assert keycloak["KC_DB_USERNAME"] == "keycloak" and keycloak["KC_DB_URL"].endswith("/keycloak")
+    # Data-sharing agreements (issue #14): the portal, which uploads and serves them, keeps them on
+    # a named volume mounted where SCP_AGREEMENTS_DIR points (persistent across containers); no
+    # other service names the folder (the worker's sweep reads only the database).
+    folder = environment["portal"]["SCP_AGREEMENTS_DIR"]
+    mounts = {(m["type"], m["source"], m["target"]) for m in config["portal"].get("volumes", [])}
+    assert ("volume", "agreements", folder) in mounts and "agreements" in full["volumes"]
+    assert [name for name, env in environment.items() if "SCP_AGREEMENTS_DIR" in env] == ["portal"]
+    assert not folder.startswith("/app/")  # outside the code and its static files
+
+
+def test_the_image_gives_its_user_the_agreements_folder():
+    """The image runs as a non-root user: the folder the agreements volume mounts on exists in it
+    and is that user's, so that a fresh named volume starts writable by the portal."""
+    dockerfile = (Path(settings.BASE_DIR) / "docker" / "Dockerfile").read_text()
+    compose = (Path(settings.BASE_DIR) / "docker" / "compose.yaml").read_text()
+    user = re.search(r"^USER (\S+)$", dockerfile, re.M).group(1)
+    assert user != "root"
+    folder = re.search(r"SCP_AGREEMENTS_DIR: (\S+)", compose).group(1)
+    # The RUN lines, continuations joined.
+    setup = " ".join(line for line in dockerfile.replace("\\\n", " ").splitlines() if line.startswith("RUN "))
+    assert "mkdir -p" in setup and folder in setup
+    assert f"chown -R {user} {Path(folder).parent} " in setup or f"chown {user} {folder} " in setup

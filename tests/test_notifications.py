@@ -10,10 +10,11 @@ from django.utils import timezone
 from audit.models import AuditEvent, AuditRecord
 from exchange import webhooks
 from exchange.connectors import connector_run
-from exchange.models import Connector, ConnectorStatus, Delivery, DeliveryStatus
+from exchange.models import Connector, ConnectorStatus, Delivery, DeliveryStatus, Subscription
 from lifecycle import credentials, notifications, recertification, reminders
 from lifecycle.models import Notification, NotificationEvent, NotificationStatus
 from registry.models import Credential, Integration, IntegrationStatus
+from scp_core.errors import ValidationFailedError
 from scp_core.models import ConsentStatus
 
 from .agreement_helpers import sign_agreement
@@ -162,6 +163,7 @@ def test_a_retried_send_delivers_exactly_one_message(settings, staff, demo):
         assert notifications.send(told.pk) == "retry"  # 451 from the server
         told.refresh_from_db()
         assert (told.status, told.attempts) == (NotificationStatus.PENDING, 1) and "451" in told.last_error
+        Notification.objects.filter(pk=told.pk).update(next_attempt_at=timezone.now())  # its backoff has passed
         assert notifications.send_notification_task.apply(args=[told.pk]).get() == "sent"
         # the task again (a broker redelivery, a retry racing the sweep): nothing more is sent
         assert notifications.send_notification_task.apply(args=[told.pk]).get() == "skipped"
@@ -190,3 +192,53 @@ def test_the_worker_sends_after_commit_and_celery_retries_a_refused_message(tmp_
         told.refresh_from_db()
         assert told.attempts == 2 and server.refused == 1
         assert [m["To"] for m in server.messages] == ["ke-health-owner@scp.example"]
+
+
+@pytest.mark.django_db
+def test_a_refused_message_waits_for_its_backoff_and_an_unsendable_one_does_not_stop_the_others(settings, staff, demo):
+    with SMTPServer(refuse_first=1) as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        integration = new_draft(staff, demo, name="backoff")
+        run_action("submit", integration, staff["ke-admin"], demo)
+        told = Notification.objects.get(event=E.REQUEST_SUBMITTED)
+        broken = Notification.objects.create(
+            key="broken", event=E.APPROVED, integration=integration, tenant=demo["ke"], recipient="x@scp.example",
+            subject="line\nBcc: someone@else.example", body="-", created_at=timezone.now() - datetime.timedelta(hours=1))
+        now = timezone.now()
+        assert notifications.send(told.pk) == "retry"
+        told.refresh_from_db()
+        assert told.next_attempt_at > now
+        assert notifications.send(told.pk) == "skipped"  # not before its backoff, not even by the sweep
+        assert told.pk not in notifications.pending(told.next_attempt_at - datetime.timedelta(seconds=1))
+        later = told.next_attempt_at + datetime.timedelta(seconds=1)
+        assert notifications.pending(later) == [broken.pk, told.pk]  # oldest first
+        Notification.objects.filter(pk=told.pk).update(next_attempt_at=timezone.now())
+        assert [notifications.send(pk) for pk in notifications.pending(timezone.now() + datetime.timedelta(minutes=2))] == [
+            "failed", "sent"]
+        broken.refresh_from_db()
+        assert broken.status == NotificationStatus.FAILED and "BadHeaderError" in broken.last_error
+        assert [m["To"] for m in server.messages] == ["ke-health-owner@scp.example"]
+
+
+@pytest.mark.django_db
+def test_an_endpoint_disabled_is_told_once_and_never_with_its_credentials(smtp, api, staff, demo, keycloak_clients):
+    partner = activate(staff, demo, keycloak_clients, name="hooked twice")
+    person = make_person(demo["ke"], "77700003", [(demo["health"], ConsentStatus.GRANTED)])
+    with Receiver(statuses=[410]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url.replace("http://", "http://hookuser:S3CRETPW@"))
+        _push(api, partner, person)
+        webhooks.deliver(Delivery.objects.get(subscription=subscription).pk)
+    # A second failure recorded for an endpoint already disabled (deliveries in flight together)
+    webhooks._disable(Subscription.objects.get(pk=subscription.pk), "the endpoint answered 410 Gone")
+    _send_pending()
+    disabled = [m for m in smtp.messages if "disabled" in m["Subject"]]
+    assert sorted(m["To"] for m in disabled) == PARTNER_CONTACTS
+    assert all("S3CRETPW" not in m.get_payload() and "hookuser" not in m.get_payload() for m in disabled)
+    assert "hookuser" not in str(subscription)
+
+
+@pytest.mark.django_db
+def test_an_integration_name_is_one_printable_line(staff, demo):
+    with pytest.raises(ValidationFailedError):
+        new_draft(staff, demo, name="evil\nBcc: attacker@example.org")

@@ -3,11 +3,13 @@ the vertical owners (confirm, narrow, revoke), lapsing to Restricted then Suspen
 import datetime
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord
 from lifecycle import recertification as recert
-from lifecycle.models import Notification, NotificationEvent, Recertification, RecertificationStatus
+from lifecycle import services
+from lifecycle.models import Notification, NotificationEvent, Recertification, RecertificationStatus, Role, RoleAssignment
 from registry.models import IntegrationStatus
 from scp_core.errors import InvalidTransitionError, PermissionDeniedError, ValidationFailedError
 from scp_core.models import ConsentStatus
@@ -176,3 +178,71 @@ def test_compliance_lists_overdue_recertifications(partnered):
     recert.sweep(recertification.due_at)
     items = compliance(tenant_ids=None, now=recertification.due_at + DAY)
     assert any("recertification of health overdue, integration restricted" in reason for _, reason, _ in items)
+
+
+def test_a_long_reason_is_recorded_whole_in_the_audit_and_cut_only_in_the_history(partnered, staff):
+    recertification, _ = _open(partnered)
+    reason = "The programme that needed this exchange ended in June; the ministry confirmed no further reporting. " * 3
+    recert.recertification_answer(recertification=recertification, actor=staff["ke-health-owner"], decision="revoke",
+                                  reason=reason)
+    assert partnered.refresh().status == S.SUSPENDED
+    assert AuditRecord.objects.get(event_type=AuditEvent.RECERTIFICATION_ANSWERED).details["reason"] == reason
+    assert len(partnered.integration.history.first().history_change_reason) <= 100
+
+
+def test_a_lapse_never_lifts_a_restriction_an_administrator_imposed(partnered, staff):
+    recertification, _ = _open(partnered)
+    services.integration_restrict(integration=partnered.refresh(), actor=staff["ke-admin"], reason="violation found")
+    recert.sweep(recertification.due_at)  # overdue: noted, nothing more to restrict
+    recertification.refresh_from_db()
+    assert recertification.lapse_stage == "overdue"
+    recert.recertification_answer(recertification=recertification, actor=staff["ke-health-owner"], decision="confirm")
+    assert partnered.refresh().status == S.RESTRICTED  # the administrator's restriction stands
+
+
+def test_a_revoked_integration_cannot_be_reinstated(partnered, staff):
+    recertification, _ = _open(partnered)
+    recert.recertification_answer(recertification=recertification, actor=staff["ke-health-owner"], decision="revoke",
+                                  reason="no longer needed")
+    with pytest.raises(InvalidTransitionError, match="revoked"):
+        services.integration_reinstate(integration=partnered.refresh(), actor=staff["ke-admin"])
+    assert partnered.refresh().status == S.SUSPENDED
+
+
+def test_a_lapsed_integration_is_reinstated_only_after_its_owner_answers(partnered, staff):
+    recertification, _ = _open(partnered)
+    recert.sweep(recertification.due_at)
+    recert.sweep(recertification.due_at + 14 * DAY)
+    assert partnered.refresh().status == S.SUSPENDED
+    with pytest.raises(InvalidTransitionError, match="lapsed"):
+        services.integration_reinstate(integration=partnered.refresh(), actor=staff["ke-admin"])
+    recert.recertification_answer(recertification=recertification, actor=staff["ke-health-owner"], decision="confirm",
+                                  reason="still needed, sorry for the delay")
+    assert partnered.refresh().status == S.SUSPENDED  # the owner's late answer unblocks; the admin reinstates
+    services.integration_reinstate(integration=partnered.refresh(), actor=staff["ke-admin"])
+    assert partnered.refresh().status == S.ACTIVE
+
+
+def test_each_lapse_step_is_told_to_the_owners_and_the_tenant_admins(partnered, staff):
+    recertification, _ = _open(partnered)
+    recert.sweep(recertification.due_at)
+    recert.sweep(recertification.due_at + 14 * DAY)
+    told = Notification.objects.filter(event=NotificationEvent.RECERTIFICATION_LAPSED)
+    assert sorted(told.values_list("recipient", flat=True)) == sorted(
+        ["ke-health-owner@scp.example", "ke-admin@scp.example"] * 2)
+    assert {n.subject.rsplit(", ", 1)[-1] for n in told} == {"integration restricted", "suspended"}
+
+
+def test_a_vertical_without_an_owner_is_told_to_those_who_can_assign_one(partnered, staff):
+    RoleAssignment.objects.filter(user=staff["ke-health-owner"]).delete()
+    _open(partnered)
+    told = Notification.objects.filter(event=NotificationEvent.RECERTIFICATION_DUE)
+    assert sorted(told.values_list("recipient", flat=True)) == ["ke-admin@scp.example", "umbrella@scp.example"]
+
+
+def test_whoever_requested_the_integration_cannot_recertify_it_even_as_an_owner(partnered, staff, demo):
+    requester = get_user_model().objects.get(username="ke-admin")  # created and submitted it
+    RoleAssignment.objects.create(user=requester, role=Role.VERTICAL_OWNER, tenant=demo["ke"], vertical=demo["health"])
+    recertification, _ = _open(partnered)
+    with pytest.raises(PermissionDeniedError, match="requested"):
+        recert.recertification_answer(recertification=recertification, actor=requester, decision="confirm")

@@ -48,7 +48,7 @@ FOREIGN = {
     "ke-admin": UG_MARKERS,
     "ke-health-owner": UG_MARKERS,
     "ke-education-owner": UG_MARKERS,
-    "partner-user": PERSON_MARKERS + ["UG-INCIDENT", "UG-ACTOR"],
+    "partner-user": PERSON_MARKERS + ["UG-INCIDENT", "UG-ACTOR", "UG-ONLY-SYNC", "ug-hook.example", "UG-CONNECTOR"],
     "auditor": [],  # sees every tenant; must change nothing anywhere
 }
 
@@ -72,8 +72,11 @@ def _params(route):
 @pytest.fixture
 def world(staff, demo, keycloak_clients):
     partner = Partner.objects.get(slug="acme-health")
+    # The other tenant's integration belongs to another partner too: the partner user must not
+    # reach it through the partner pages, agreements, deliveries or credentials either.
+    other_partner = Partner.objects.create(name="Other partner", slug="other-partner", partner_type="ngo")
     template = IntegrationTemplate.objects.get(slug="health-records-basic")
-    ug = services.integration_create(actor=staff["ug-admin"], tenant=demo["ug"], partner=partner,
+    ug = services.integration_create(actor=staff["ug-admin"], tenant=demo["ug"], partner=other_partner,
                                      integration_name="UG-ONLY-SYNC", verticals=[demo["health"]], template=template)
     ug = services.integration_submit(integration=ug, actor=staff["ug-admin"])
     ug_person = make_person(demo["ug"], "UG-SECRET-ID", [(demo["health"], ConsentStatus.GRANTED)], family_name="Ugandaperson")
@@ -112,13 +115,9 @@ def world(staff, demo, keycloak_clients):
         "notification": Notification.objects.create(
             key="ug-only", event="approved", tenant=demo["ug"], integration=ug, recipient="ug-admin@scp.example",
             subject="UG-ONLY-SYNC approved", body="UG-ONLY-SYNC"),
-        # A previous API key in its grace period (issue #14 item 5), of another partner's ug integration:
-        # the partner user may revoke its own partner's credentials, in any tenant.
+        # A previous API key in its grace period (issue #14 item 5) of the other partner's integration.
         "credential": Credential.objects.create(
-            integration=Integration.objects.create(
-                tenant=demo["ug"], partner=Partner.objects.create(name="Other partner", slug="other-partner", partner_type="ngo"),
-                integration_name="UG-ONLY-SYNC other", data_contract=ug.data_contract, created_by=staff["ug-admin"]),
-            kind="api_key", prefix="UG-ONLY-SYNC", key_hash="0" * 64,
+            integration=ug, kind="api_key", prefix="UG-ONLY-SYNC", key_hash="0" * 64,
             expires_at=datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
         "user": staff["ug-admin"], "group": None,
     }

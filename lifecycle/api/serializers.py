@@ -22,7 +22,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
         model = Integration
         fields = [
             "integration_id", "tenant", "integration_name", "partner", "partner_name", "partner_type",
-            "status", "verticals", "purpose", "purpose_code", "embargo_until", "active_from", "active_until", "agreement_until", "data_contract_ref",
+            "status", "verticals", "purpose", "purpose_code", "embargo_until", "active_from", "active_until", "agreement_until", "approved_agreement", "data_contract_ref",
             "template", "newer_template", "other_tenants", "auth_client_id", "rate_limit_policy_id", "replacement", "created_by", "created_at",
         ]
         read_only_fields = fields

@@ -13,8 +13,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from lifecycle.agreement_gate import fields_read
-from lifecycle.agreements import CLOSED_STATES, agreement_document, agreement_upload
+from lifecycle.agreement_gate import BEFORE_SIGN_OFF, fields_read
+from lifecycle.agreements import (
+    CLOSED_STATES, MAX_FIELDS, MAX_PURPOSES, MAX_SIGNATORIES, MAX_TEXT, agreement_document, agreement_upload,
+)
 from lifecycle.api.agreements import document_response
 from lifecycle.permissions import may
 from lifecycle.roles import roles_of
@@ -27,14 +29,28 @@ from .scoping import RoleScopedAdmin
 _ENVELOPE_BYTES = 64 * 1024  # the terms and the multipart envelope around the document
 
 
+class _BoundedChoices(forms.MultipleChoiceField):
+    """Ticked choices, their count checked before each is looked up among the choices."""
+
+    def __init__(self, *args, max_entries, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_entries = max_entries
+
+    def validate(self, value):
+        if len(value) > self.max_entries:
+            raise forms.ValidationError(f"At most {self.max_entries} entries.")
+        super().validate(value)
+
+
 class AgreementForm(forms.Form):
     document = forms.FileField(help_text="The signed agreement: PDF, plain text (UTF-8), ODT or DOCX.")
-    signatories = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
-                                  help_text="One per line: name (organization).")
-    purposes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple,
-                                         help_text="Purposes it covers; the integration's own is required.")
-    fields = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple,
-                                       help_text="Fields it lets the partner receive; every field the integration reads is required.")
+    # Bounded before any line is looked at: MAX_SIGNATORIES lines of MAX_TEXT characters.
+    signatories = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=MAX_SIGNATORIES * (MAX_TEXT + 2),
+                                  help_text=f"One per line: name (organization); at most {MAX_SIGNATORIES}.")
+    purposes = _BoundedChoices(widget=forms.CheckboxSelectMultiple, max_entries=MAX_PURPOSES,
+                               help_text="Purposes it covers; the integration's own is required.")
+    fields = _BoundedChoices(widget=forms.CheckboxSelectMultiple, max_entries=MAX_FIELDS,
+                             help_text="Fields it lets the partner receive; every field the integration reads is required.")
     retention_days = forms.IntegerField(min_value=1, label="Retention (days)",
                                         help_text="How long the partner may keep what it receives.")
     effective_from = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
@@ -53,10 +69,14 @@ class AgreementForm(forms.Form):
         self.initial.setdefault("purposes", [integration.purpose_code])
         self.initial.setdefault("fields", sorted(fields_read(integration) & set(allowed)))
 
+    def clean_signatories(self):
+        lines = [line.strip() for line in self.cleaned_data["signatories"].splitlines() if line.strip()]
+        if len(lines) > MAX_SIGNATORIES:
+            raise forms.ValidationError(f"At most {MAX_SIGNATORIES} signatories.")
+        return lines
+
     def terms(self):
-        data = dict(self.cleaned_data)
-        data["signatories"] = [line.strip() for line in data["signatories"].splitlines() if line.strip()]
-        return data
+        return dict(self.cleaned_data)
 
 
 @csrf_exempt  # checked below, once the body is known to be within its limit
@@ -93,8 +113,16 @@ def _upload(request, integration):
         for error in exc.errors or [{"field": None, "message": exc.detail}]:
             field = error.get("field")
             form.add_error(field if field in form.fields else None, error["message"])
-        return _form_page(request, integration, form, status=exc.status_code, error=exc.detail)
-    messages.success(request, f"Agreement {agreement.filename} uploaded, pinned by SHA-256 {agreement.sha256}.")
+        response = _form_page(request, integration, form, status=exc.status_code, error=exc.detail)
+        for header, value in exc.headers.items():  # Retry-After of the day's limit
+            response[header] = value
+        return response
+    if agreement.integration.status not in BEFORE_SIGN_OFF:
+        messages.success(request, f"Agreement {agreement.filename} uploaded, pinned by SHA-256 {agreement.sha256}. "
+                                  "It is pending acceptance by the umbrella authority; until then the approved agreement "
+                                  "stays in force.")
+    else:
+        messages.success(request, f"Agreement {agreement.filename} uploaded, pinned by SHA-256 {agreement.sha256}.")
     return redirect(change_url)
 
 
@@ -113,6 +141,7 @@ def _form_page(request, integration, form, *, status, error=""):
     return TemplateResponse(request, "admin/lifecycle/agreement_upload.html", {
         **admin.site.each_context(request), "opts": Integration._meta, "integration": integration, "form": form,
         "error": error, "change_url": reverse("admin:registry_integration_change", args=[integration.pk]),
+        "before_sign_off": integration.status in BEFORE_SIGN_OFF, "max_per_day": settings.SCP_AGREEMENT_MAX_PER_DAY,
         "title": f"Upload agreement: {integration.integration_name}",
     }, status=status)
 

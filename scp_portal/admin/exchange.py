@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from exchange.batch import progress
 from exchange.deliveries import delivery_replay
-from exchange.models import Connector, Delivery, DeliveryAttempt, ExportJob, ImportJob, Subscription
+from exchange.models import Connector, Delivery, DeliveryAttempt, ExportJob, ImportJob, Subscription, endpoint_display
 from lifecycle.configuration import connector_check, connector_save
 from registry.models import Integration
 from scp_core.errors import ApiError
@@ -28,7 +28,7 @@ class SubscriptionAdmin(_TenantScoped):
 
     @admin.display(description="endpoint")
     def endpoint(self, obj):
-        return obj.url.split("?")[0]  # never the query string: it may carry credentials
+        return endpoint_display(obj.url)  # never credentials or the query string
 
 
 class DeliveryAttemptInline(admin.TabularInline):

@@ -22,6 +22,8 @@ SCP_PORTAL_URL = env("SCP_PORTAL_URL", "http://127.0.0.1:8000")
 # Agreement documents live outside the web root, served only through the portal's checks.
 SCP_AGREEMENTS_DIR = env("SCP_AGREEMENTS_DIR", str(BASE_DIR / "var" / "agreements"))
 SCP_AGREEMENT_MAX_BYTES = env_int("SCP_AGREEMENT_MAX_BYTES", 10 * 1024 * 1024)
+# Every upload is kept: at most this many per integration in any 24 hours (then 429).
+SCP_AGREEMENT_MAX_PER_DAY = env_int("SCP_AGREEMENT_MAX_PER_DAY", 5)
 
 # Credentials older than this are flagged and their owners told.
 SCP_CREDENTIAL_MAX_AGE_DAYS = env_int("SCP_CREDENTIAL_MAX_AGE_DAYS", 365)
