@@ -4,7 +4,7 @@ from django import forms
 
 from registry.models import Credential
 
-from .credentials import DEFAULT_GRACE_SECONDS, GRACE_CHOICES
+from .credentials import DEFAULT_GRACE_SECONDS, GRACE_CHOICES, token_minutes
 from .forms import ActionForm
 
 
@@ -15,6 +15,13 @@ class RotateForm(ActionForm):
         label="Grace period",
         help_text="How long the previous credential keeps working while the partner switches to the new one.",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Said where the choice is made: ending a client secret does not end the tokens got with it.
+        self.fields["grace_seconds"].help_text += (
+            " For a client secret: once it stops (its grace ends, or it is revoked), tokens already issued with it "
+            f"remain valid until they expire, at most {token_minutes()} minutes.")
 
 
 class RevokeCredentialForm(ActionForm):

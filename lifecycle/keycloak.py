@@ -4,12 +4,14 @@ The portal authenticates as its own confidential client (`scp-portal`), whose se
 holds realm-management manage-clients / view-clients / query-clients. Every call is idempotent
 by the integration's stable clientId, so a failed activation can simply be retried.
 """
+import hashlib
 import json
 import logging
 import threading
 import time
 
 import requests
+import urllib3
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -25,7 +27,12 @@ _ROTATED = "client.secret.rotated"
 
 
 class KeycloakUnavailable(Exception):
-    """Keycloak could not be reached or answered with a server error."""
+    """Keycloak could not be reached or answered with a server error. `sent` is False when the
+    request certainly never reached it (no connection was made)."""
+
+    def __init__(self, message, *, sent=True):
+        super().__init__(message)
+        self.sent = sent
 
 
 class KeycloakError(Exception):
@@ -67,7 +74,8 @@ class _AdminSession:
         try:
             response = self._session.request(method, url, timeout=settings.KEYCLOAK_TIMEOUT_SECONDS, **kwargs)
         except requests.RequestException as exc:
-            raise KeycloakUnavailable(f"Keycloak is unreachable: {exc.__class__.__name__}") from exc
+            raise KeycloakUnavailable(f"Keycloak is unreachable: {exc.__class__.__name__}",
+                                      sent=not _unconnected(exc)) from exc
         if response.status_code >= 500:
             raise KeycloakUnavailable(f"Keycloak answered {response.status_code}")
         return response
@@ -80,6 +88,14 @@ class _AdminSession:
             headers = {"Authorization": f"Bearer {self._access_token(force=True)}"}
             response = self._send(method, url, headers=headers, **kwargs)
         return response
+
+
+def _unconnected(exc):
+    # No connection was made (refused, or timed out connecting): the request never left.
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 _admin = _AdminSession()
@@ -163,7 +179,10 @@ def ensure_client(*, client_id, tenant_code, integration_id, verticals, enabled=
             _expect(response, 201)
             return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     uuid = existing["id"]
-    _expect(_admin.request("PUT", f"/clients/{uuid}", json={**existing, **representation}), 204)
+    # Only the fields provisioning owns: Keycloak merges a partial representation (attributes key
+    # by key) and leaves the rest as it is. Sending back what was read (`{**existing, ...}`)
+    # would restore a secret rotated meanwhile, and its rotated secret, from a stale read.
+    _expect(_admin.request("PUT", f"/clients/{uuid}", json=representation), 204)
     _sync_mappers(uuid, mappers)
     return uuid
 
@@ -181,7 +200,7 @@ def _sync_mappers(uuid, desired):
 
 def regenerate_secret(uuid):
     """Issue a new client secret; the old one stops working at once (the rotated secret the
-    realm's policy would keep is deleted)."""
+    realm's policy would keep is deleted, and its absence checked)."""
     response = _expect(_admin.request("POST", f"/clients/{uuid}/client-secret"), 200)
     revoke_rotated_secret(uuid)
     return response.json()["value"]
@@ -197,41 +216,116 @@ def secret_created_at(client):
     return int(value) if value and value.lstrip("-").isdigit() and int(value) > 0 else None
 
 
-def rotate_secret(uuid, *, keep_previous_until):
-    """Issue a new client secret and keep the previous one valid until `keep_previous_until`
-    (an aware datetime no more than the policy's 7 days ahead).
+class RotationIncomplete(Exception):
+    """A new secret was asked for and a later step failed, or its answer was lost.
 
-    Returns (secret, kept): `kept` is False when Keycloak kept no previous secret, and None
-    when it kept it but its precise end could not be set (it then lasts the policy's 7 days
-    unless revoked earlier). Raises KeycloakError, before any change, when the rotation
-    policy does not apply to the client (feature `client-secret-rotation` off, or no policy)."""
+    `applied`: Keycloak did issue a new secret (True), did not (False), or could not be asked
+    (None). `previous_stopped`: the previous secret is dealt with as asked (deleted for a
+    rotation without grace, its end written for one with grace). The new secret is never
+    carried: whoever catches this must not hand out a secret whose rotation is incomplete."""
+
+    def __init__(self, cause, *, applied, previous_stopped=False):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.applied = applied
+        self.previous_stopped = previous_stopped
+
+
+def _fingerprint(client):
+    # Which secret is current: its creation time (whole seconds) and a digest of it, compared in
+    # memory only (never stored or logged), since two secrets can be created in the same second.
+    secret = client.get("secret") or ""
+    return (client.get("attributes") or {}).get(_SECRET_CREATED), hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _rotation_applied(uuid, before):
+    """Whether the client's current secret is no longer the one `before` describes; None when
+    Keycloak cannot be asked (two tries)."""
+    for attempt in range(2):
+        try:
+            return _fingerprint(_client(uuid)) != before
+        except (KeycloakUnavailable, KeycloakError) as exc:
+            logger.warning("could not read client %s after a failed rotation (try %d): %s", uuid, attempt + 1, exc)
+    return None
+
+
+def _enrolled(uuid):
+    """The client's representation once the realm's rotation policy applies to it. Raises
+    KeycloakError, before any change of its secret, when the policy does not apply."""
     client = _client(uuid)
-    attributes = client.get("attributes") or {}
-    if attributes.get(ROTATION_ATTRIBUTE) != "true":
+    if (client.get("attributes") or {}).get(ROTATION_ATTRIBUTE) != "true":
         # A client provisioned before the policy existed: enrol it (an update it applies to
         # gives the secret its expiry attribute, which tells us the policy is in effect).
-        _expect(_admin.request("PUT", f"/clients/{uuid}", json={
-            **client, "attributes": {**attributes, ROTATION_ATTRIBUTE: "true"}}), 204)
-        attributes = _client(uuid).get("attributes") or {}
-    if not attributes.get(_SECRET_EXPIRES):
+        _expect(_admin.request("PUT", f"/clients/{uuid}", json={"attributes": {ROTATION_ATTRIBUTE: "true"}}), 204)
+        client = _client(uuid)
+    if not (client.get("attributes") or {}).get(_SECRET_EXPIRES):
         raise KeycloakError("Keycloak's secret-rotation client policy does not apply to this client "
                             "(is the feature client-secret-rotation enabled and the realm's policy present?)")
-    response = _expect(_admin.request("POST", f"/clients/{uuid}/client-secret"), 200)
-    secret = response.json()["value"]
+    return client
+
+
+def rotate_secret(uuid, *, keep_previous_until=None):
+    """Issue a new client secret. With `keep_previous_until` (an aware datetime no more than the
+    policy's 7 days ahead) Keycloak keeps accepting the previous one until then; without it the
+    previous one is deleted at once.
+
+    Returns (secret, kept): `kept` is True when Keycloak keeps the previous secret until the end
+    asked, False when it keeps none, and None when it keeps it but that end could not be written
+    (it then lasts the policy's 7 days unless deleted earlier: the credentials sweep does it).
+    Raises KeycloakUnavailable / KeycloakError when nothing changed (the new secret was not
+    asked for, or Keycloak refused it), and RotationIncomplete when it may have changed.
+
+    Every write is partial (`{"attributes": {one: value}}`, merged by Keycloak): never the
+    representation read back, which would restore a secret deleted meanwhile."""
+    before = _fingerprint(_enrolled(uuid))
     try:
-        client = _client(uuid)
-        attributes = client.get("attributes") or {}
-        if not attributes.get(_ROTATED):
+        response = _expect(_admin.request("POST", f"/clients/{uuid}/client-secret"), 200)
+        secret = response.json()["value"]
+    except KeycloakUnavailable as exc:
+        if not exc.sent:
+            raise
+        # The request may have reached Keycloak and its answer been lost: see what it did.
+        applied = _rotation_applied(uuid, before)
+        if applied is False:
+            raise
+        stopped = False
+        if applied:
+            stopped = _stop_previous_quietly(uuid, keep_previous_until)
+        raise RotationIncomplete(exc, applied=applied, previous_stopped=stopped) from exc
+    if keep_previous_until is None:
+        try:
+            revoke_rotated_secret(uuid)
+        except (KeycloakUnavailable, KeycloakError) as exc:
+            raise RotationIncomplete(exc, applied=True) from exc
+        return secret, False
+    try:
+        if not (_client(uuid).get("attributes") or {}).get(_ROTATED):
             return secret, False
-        expires = str(int(keep_previous_until.timestamp()))
-        _expect(_admin.request("PUT", f"/clients/{uuid}", json={
-            **client, "attributes": {**attributes, _ROTATED_EXPIRES: expires}}), 204)
+        _set_rotated_expiry(uuid, keep_previous_until)
     except (KeycloakUnavailable, KeycloakError) as exc:
-        # The new secret exists and must reach the caller: the previous one stays valid for the
+        # The new secret exists and reaches the caller: the previous one stays valid for the
         # policy's 7 days at most, and the credentials sweep deletes it when its grace ends.
         logger.warning("rotated secret of client %s keeps the policy's expiry: %s", uuid, exc)
         return secret, None
     return secret, True
+
+
+def _set_rotated_expiry(uuid, until):
+    expires = str(int(until.timestamp()))
+    _expect(_admin.request("PUT", f"/clients/{uuid}", json={"attributes": {_ROTATED_EXPIRES: expires}}), 204)
+
+
+def _stop_previous_quietly(uuid, keep_previous_until):
+    """After a rotation whose answer was lost: end the previous secret as asked, if Keycloak answers."""
+    try:
+        if keep_previous_until is None:
+            revoke_rotated_secret(uuid)
+        elif (_client(uuid).get("attributes") or {}).get(_ROTATED):
+            _set_rotated_expiry(uuid, keep_previous_until)
+        return True
+    except (KeycloakUnavailable, KeycloakError) as exc:
+        logger.warning("could not end the previous secret of client %s after a lost rotation: %s", uuid, exc)
+        return False
 
 
 def rotated_secret_expires(uuid):
@@ -244,8 +338,11 @@ def rotated_secret_expires(uuid):
 
 
 def revoke_rotated_secret(uuid):
-    """Stop Keycloak accepting the client's previous secret (idempotent: 204 when there is none)."""
+    """Stop Keycloak accepting the client's previous secret (idempotent: 204 when there is none),
+    then check it is gone: raises KeycloakError if the client still has one."""
     _expect(_admin.request("DELETE", f"/clients/{uuid}/client-secret/rotated"), 204, 404)
+    if (_client(uuid).get("attributes") or {}).get(_ROTATED):
+        raise KeycloakError(f"client {uuid} still has a rotated secret after its deletion")
 
 
 def set_enabled(client_id, enabled):
@@ -255,7 +352,9 @@ def set_enabled(client_id, enabled):
     if existing is None:
         return False
     if existing.get("enabled") != enabled:
-        _expect(_admin.request("PUT", f"/clients/{existing['id']}", json={**existing, "enabled": enabled}), 204)
+        # This one field only: the representation read above may be stale by now (a rotation in
+        # between), and PUTting it back whole would restore its secret.
+        _expect(_admin.request("PUT", f"/clients/{existing['id']}", json={"enabled": enabled}), 204)
     return True
 
 

@@ -478,6 +478,13 @@ class Credential(models.Model):
     class Meta:
         ordering = ["integration", "kind", "-issued_at"]
         indexes = [models.Index(fields=["integration", "kind", "revoked_at"])]
+        constraints = [
+            # One current credential per integration and kind: a rotation or a registration
+            # that would make a second one fails instead of leaving a phantom in the register.
+            models.UniqueConstraint(fields=["integration", "kind"],
+                                    condition=models.Q(revoked_at__isnull=True, expires_at__isnull=True),
+                                    name="credential_one_current_per_kind"),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} of {self.integration_id} issued {self.issued_at:%Y-%m-%d}"

@@ -3,10 +3,13 @@ previous client secret (and API key) working for the grace the rotator chose, Ke
 exchange refuse it afterwards, the sweep records its revocation; who may rotate and revoke; the
 register with its dates; aged credentials flagged and their owners told once."""
 import datetime
+import logging
+import threading
 import time
 
 import pytest
-from django.db import connection
+from django.conf import settings as django_settings
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -19,6 +22,7 @@ from scp_portal.monitoring import compliance
 
 from .conftest import client_token
 from .exchange_helpers import activate
+from .keycloak_proxy import KeycloakProxy
 
 pytestmark = pytest.mark.django_db
 PERSONS = "/api/v1/persons/?vertical=health"
@@ -411,7 +415,8 @@ def test_the_portal_panel_rotates_with_a_grace_choice_and_revokes_through_the_se
     # The tenant admin revokes it: the old secret stops at once.
     client.force_login(staff["ke-admin"])
     response = client.post(revoke_url, {"reason": "switched"}, follow=True)
-    assert "revoked: it no longer works" in response.content.decode()
+    assert ("revoked: Keycloak refuses it from now on; tokens already issued with it remain valid until they "
+            "expire, at most 5 minutes") in response.content.decode()
     assert _token(partner.client_id, partner.secret)[0] == 401
     previous.refresh_from_db()
     assert previous.revoked_reason == "switched"
@@ -420,3 +425,318 @@ def test_the_portal_panel_rotates_with_a_grace_choice_and_revokes_through_the_se
     assert "rotating partner" in listing
     client.force_login(staff["ug-admin"])
     assert "rotating partner" not in client.get("/admin/registry/credential/").content.decode()
+
+
+# --- review of the rotation (issue #14, second review): races, partial writes, failures after
+# Keycloak's answer, on the real Keycloak behind a real local proxy that holds, fails or loses
+# chosen requests (tests/keycloak_proxy.py) ---------------------------------------------------------
+
+
+@pytest.fixture
+def keycloak_proxy(keycloak_clients):
+    """The portal talks to Keycloak's admin API through a fault-injecting proxy for this test."""
+    original = django_settings.KEYCLOAK_URL
+    with KeycloakProxy(original) as proxy:
+        django_settings.KEYCLOAK_URL = proxy.url
+        try:
+            yield proxy
+        finally:
+            django_settings.KEYCLOAK_URL = original
+
+
+class _Concurrently(threading.Thread):
+    """A service call in its own thread (and its own database connection), its outcome kept."""
+
+    def __init__(self, call):
+        super().__init__(daemon=True)
+        self.call, self.result, self.error = call, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self.call()
+        except Exception as exc:  # noqa: BLE001 -- handed to the test by outcome()
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def outcome(self):
+        self.join(60)
+        assert not self.is_alive()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _until(predicate, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _waiting_on_the_credentials_lock():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0] > 0
+
+
+def _uuid(client_id):
+    return keycloak.find_client(client_id)["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("held", ["new secret", "grace end"])
+def test_a_revocation_racing_a_rotation_waits_for_it_and_is_not_undone(partner, staff, keycloak_proxy, held):
+    # Given a rotation waiting on Keycloak, before its new secret or before writing the old one's grace end
+    uuid_ = _uuid(partner.client_id)
+    (previous,) = _register(partner.integration)
+    if held == "new secret":
+        gate = keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "hold")
+    else:
+        gate = keycloak_proxy.add("PUT", rf"/clients/{uuid_}$", "hold", body=keycloak._ROTATED_EXPIRES)
+    rotation = _Concurrently(lambda: services.integration_rotate_secret(
+        integration=partner.integration, actor=staff["ke-admin"], grace_seconds=3 * 24 * 3600))
+    assert gate.arrived.wait(15)
+    # When the partner's user revokes the secret being replaced meanwhile (it is compromised)
+    revocation = _Concurrently(lambda: credentials.integration_revoke_credential(
+        integration=partner.integration, actor=staff["partner-user"], credential=previous.pk, reason="compromised"))
+    assert _until(lambda: not revocation.is_alive() or _waiting_on_the_credentials_lock())
+    gate.release.set()
+    _, outcome = rotation.outcome()
+    revocation.outcome()
+    # Then the revocation took its turn after the rotation and was not undone by it
+    assert _token(partner.client_id, partner.secret)[0] == 401
+    assert _token(partner.client_id, outcome["client_secret"])[0] == 200
+    assert keycloak.rotated_secret_expires(uuid_) is None
+    previous.refresh_from_db()
+    assert previous.revoked_reason == "compromised"
+    assert [credentials.state_of(c) for c in _register(partner.integration)] == ["revoked", "current"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_rotations_at_once_take_turns_and_leave_one_current_secret(partner, staff, keycloak_proxy):
+    uuid_ = _uuid(partner.client_id)
+    gate = keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "hold")
+    first = _Concurrently(lambda: services.integration_rotate_secret(
+        integration=partner.integration, actor=staff["ke-admin"], grace_seconds=0))
+    assert gate.arrived.wait(15)
+    second = _Concurrently(lambda: services.integration_rotate_secret(
+        integration=partner.integration, actor=staff["partner-user"], grace_seconds=3600))
+    assert _until(lambda: not second.is_alive() or _waiting_on_the_credentials_lock())
+    gate.release.set()
+    _, a = first.outcome()
+    _, b = second.outcome()
+    # The second replaced the first one's secret, which keeps its grace; each was told the truth.
+    assert b["previous_valid_until"] is not None
+    assert _token(partner.client_id, b["client_secret"])[0] == 200
+    assert _token(partner.client_id, a["client_secret"])[0] == 200
+    assert _token(partner.client_id, partner.secret)[0] == 401
+    assert [credentials.state_of(c) for c in _register(partner.integration)] == ["revoked", "in_grace", "current"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credential_change_that_waits_too_long_for_another_gives_up_and_changes_nothing(
+        partner, staff, keycloak_proxy, monkeypatch):
+    monkeypatch.setattr(credentials, "_LOCK_WAIT", "1s", raising=False)
+    uuid_ = _uuid(partner.client_id)
+    (previous,) = _register(partner.integration)
+    gate = keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "hold")
+    rotation = _Concurrently(lambda: services.integration_rotate_secret(
+        integration=partner.integration, actor=staff["ke-admin"], grace_seconds=600))
+    assert gate.arrived.wait(15)
+    with pytest.raises(InvalidTransitionError, match="under way"):
+        credentials.integration_revoke_credential(integration=partner.integration, actor=staff["ke-admin"],
+                                                  credential=previous.pk)
+    gate.release.set()
+    _, outcome = rotation.outcome()
+    assert _token(partner.client_id, partner.secret)[0] == 200  # its grace is intact
+    assert _token(partner.client_id, outcome["client_secret"])[0] == 200
+    assert [credentials.state_of(c) for c in _register(partner.integration)] == ["in_grace", "current"]
+
+
+@pytest.mark.parametrize("operation", ["set_enabled", "ensure_client"])
+def test_a_client_update_read_before_a_rotation_does_not_bring_the_old_secret_back(
+        partner, staff, keycloak_proxy, operation):
+    # Given a client update (the state sync, or provisioning) that read the client and is about to write it
+    cid = partner.client_id
+    uuid_ = _uuid(cid)
+    if operation == "set_enabled":
+        keycloak.set_enabled(cid, False)
+        update = lambda: keycloak.set_enabled(cid, True)  # noqa: E731
+        gate = keycloak_proxy.add("PUT", rf"/clients/{uuid_}$", "hold", body='"enabled"')
+    else:
+        update = lambda: keycloak.ensure_client(  # noqa: E731
+            client_id=cid, tenant_code="ke", integration_id=partner.integration.pk, verticals=["health"])
+        gate = keycloak_proxy.add("PUT", rf"/clients/{uuid_}$", "hold", body='"clientId"')
+    updating = _Concurrently(update)
+    assert gate.arrived.wait(15)
+    # When the secret is rotated meanwhile, and the update's write lands afterwards
+    _, outcome = services.integration_rotate_secret(integration=partner.integration, actor=staff["ke-admin"],
+                                                    grace_seconds=600)
+    rotated = keycloak._client(uuid_)
+    gate.release.set()
+    updating.outcome()
+    # Then the new secret is still the current one, the old one keeps its grace, and the update
+    # (a partial PUT) changed nothing else on the running Keycloak.
+    after = keycloak._client(uuid_)
+    assert after["enabled"] is True
+    owned = {"enabled"} if operation == "set_enabled" else {"enabled", "protocolMappers"}  # what the update writes
+    assert {k: v for k, v in after.items() if k not in owned} == {k: v for k, v in rotated.items() if k not in owned}
+    assert _token(cid, outcome["client_secret"])[0] == 200
+    assert _token(cid, partner.secret)[0] == 200
+    assert keycloak.rotated_secret_expires(uuid_) == int(outcome["previous_valid_until"].timestamp())
+
+
+def test_a_rotation_without_grace_whose_old_secret_cannot_be_deleted_is_not_reported_as_nothing_changed(
+        api, partner, staff, keycloak_proxy):
+    uuid_ = _uuid(partner.client_id)
+    keycloak_proxy.add("DELETE", rf"/clients/{uuid_}/client-secret/rotated$", "answer", status=503, times=0)
+    response = _rotate(api, staff["ke-admin"], partner.integration, grace_seconds=0)
+    assert response.status_code == 503 and response.json()["code"] == "upstream_unavailable"
+    body = response.json()
+    assert "nothing changed" not in body["detail"] and "rotate again" in body["detail"]
+    assert "client_secret" not in body
+    # Keycloak issued a new secret and still accepts the old one: the register says so
+    assert _token(partner.client_id, partner.secret)[0] == 200
+    previous, current = _register(partner.integration)
+    assert previous.revoked_at is None and previous.expires_at <= timezone.now()
+    assert credentials.state_of(current) == credentials.State.CURRENT
+    record = AuditRecord.objects.get(integration=partner.integration, event_type=AuditEvent.CREDENTIAL_ROTATED)
+    assert record.details["secret_delivered"] is False and record.details["new_secret_issued"] is True
+    # While Keycloak still fails the sweep cannot end it; once it answers, the sweep does.
+    assert credentials.sweep(timezone.now())["revoked"] == 0
+    keycloak_proxy.clear()
+    assert credentials.sweep(timezone.now())["revoked"] == 1
+    assert _token(partner.client_id, partner.secret)[0] == 401
+    # Rotating again gives a secret that works.
+    _, again = services.integration_rotate_secret(integration=partner.integration, actor=staff["ke-admin"],
+                                                  grace_seconds=0)
+    assert _token(partner.client_id, again["client_secret"])[0] == 200
+
+
+def test_a_rotation_whose_answer_is_lost_is_recorded_with_its_grace_and_told_as_unfinished(
+        api, partner, staff, keycloak_proxy):
+    uuid_ = _uuid(partner.client_id)
+    keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "drop")  # Keycloak applies it; the answer is lost
+    before = timezone.now()
+    response = _rotate(api, staff["ke-admin"], partner.integration, grace_seconds=3600)
+    assert response.status_code == 503 and response.json()["code"] == "upstream_unavailable"
+    detail = response.json()["detail"]
+    assert "Keycloak issued a new client secret" in detail and "rotate again" in detail and "revoke it first" in detail
+    previous, current = _register(partner.integration)
+    assert credentials.state_of(previous) == credentials.State.IN_GRACE
+    assert before + datetime.timedelta(seconds=3600) <= previous.expires_at <= timezone.now() + datetime.timedelta(seconds=3600)
+    assert credentials.state_of(current) == credentials.State.CURRENT
+    # Keycloak keeps the old secret for the grace chosen (its end written once Keycloak answered)
+    assert keycloak.rotated_secret_expires(uuid_) == int(previous.expires_at.timestamp())
+    assert _token(partner.client_id, partner.secret)[0] == 200
+    assert credentials.sweep(previous.expires_at + datetime.timedelta(seconds=1))["revoked"] == 1
+    assert _token(partner.client_id, partner.secret)[0] == 401
+
+
+def test_a_rotation_keycloak_did_not_apply_changes_nothing(api, partner, staff, keycloak_proxy, settings):
+    uuid_ = _uuid(partner.client_id)
+    # Keycloak's answer is an error and it did nothing (the proxy never passed the request on)
+    keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "answer", status=502)
+    response = _rotate(api, staff["ke-admin"], partner.integration, grace_seconds=3600)
+    assert response.status_code == 503 and "nothing changed" in response.json()["detail"]
+    # Keycloak down altogether (a closed port): the same
+    settings.KEYCLOAK_URL = "http://127.0.0.1:9"
+    response = _rotate(api, staff["ke-admin"], partner.integration, grace_seconds=3600)
+    assert response.status_code == 503 and "nothing changed" in response.json()["detail"]
+    settings.KEYCLOAK_URL = keycloak_proxy.url
+    (row,) = _register(partner.integration)
+    assert credentials.state_of(row) == credentials.State.CURRENT
+    assert keycloak.rotated_secret_expires(uuid_) is None
+    assert _token(partner.client_id, partner.secret)[0] == 200
+    assert not AuditRecord.objects.filter(integration=partner.integration, event_type=AuditEvent.CREDENTIAL_ROTATED)
+
+
+def test_a_revocation_checks_keycloak_really_dropped_the_old_secret(api, partner, staff, keycloak_proxy):
+    _, outcome = services.integration_rotate_secret(integration=partner.integration, actor=staff["ke-admin"],
+                                                    grace_seconds=3600)
+    uuid_ = _uuid(partner.client_id)
+    previous = _register(partner.integration)[0]
+    # Keycloak says it deleted the rotated secret, but did not (the proxy answered in its stead)
+    keycloak_proxy.add("DELETE", rf"/clients/{uuid_}/client-secret/rotated$", "answer", status=204)
+    api.force_authenticate(staff["ke-admin"])
+    response = api.post(f"/api/v1/governance/integrations/{partner.integration.pk}/revoke-credential/",
+                        {"credential": previous.pk}, format="json")
+    assert response.status_code == 503 and response.json()["code"] == "upstream_unavailable"
+    previous.refresh_from_db()
+    assert previous.revoked_at is None  # not recorded as revoked while Keycloak still accepts it
+    assert _token(partner.client_id, partner.secret)[0] == 200
+    keycloak_proxy.clear()
+    assert api.post(f"/api/v1/governance/integrations/{partner.integration.pk}/revoke-credential/",
+                    {"credential": previous.pk}, format="json").status_code == 200
+    assert _token(partner.client_id, partner.secret)[0] == 401
+    assert _token(partner.client_id, outcome["client_secret"])[0] == 200
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_keycloak_internals_stay_in_the_server_log(api, partner, staff, keycloak_proxy):
+    uuid_ = _uuid(partner.client_id)
+    log = _Records()
+    logging.getLogger("lifecycle.credentials").addHandler(log)
+    try:
+        keycloak_proxy.add("POST", rf"/clients/{uuid_}/client-secret$", "answer", status=400,
+                           answer=b'{"error": "internal-marker-7f3a"}')
+        rotated = _rotate(api, staff["ke-admin"], partner.integration, grace_seconds=3600)
+        services.integration_rotate_secret(integration=partner.integration, actor=staff["ke-admin"], grace_seconds=3600)
+        previous = _register(partner.integration)[0]
+        keycloak_proxy.add("DELETE", rf"/clients/{uuid_}/client-secret/rotated$", "answer", status=400,
+                           answer=b'{"error": "internal-marker-7f3a"}')
+        api.force_authenticate(staff["ke-admin"])
+        revoked = api.post(f"/api/v1/governance/integrations/{partner.integration.pk}/revoke-credential/",
+                           {"credential": previous.pk}, format="json")
+    finally:
+        logging.getLogger("lifecycle.credentials").removeHandler(log)
+    for response in (rotated, revoked):
+        assert response.status_code == 503 and response.json()["code"] == "upstream_unavailable"
+        detail = response.json()["detail"]
+        assert "nothing changed" in detail
+        for internal in (uuid_, "/admin/realms", "internal-marker", keycloak_proxy.url, "-> 400"):
+            assert internal not in detail
+    assert sum("internal-marker-7f3a" in line for line in log.lines) == 2  # kept for the operators
+
+
+def test_the_register_holds_one_current_credential_per_kind_and_does_not_guess_one(partner, staff):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Credential.objects.create(integration=partner.integration, kind=K.CLIENT_SECRET)
+    # An integration whose register has secrets but none current gets no made-up one from the sweep
+    Credential.objects.filter(integration=partner.integration).update(revoked_at=timezone.now())
+    assert credentials.sweep(timezone.now())["registered"] == 0
+    assert not Credential.objects.filter(integration=partner.integration, revoked_at__isnull=True).exists()
+
+
+def test_a_wrong_api_key_costs_one_plain_probe_of_the_register(api, partner, staff):
+    services.integration_configure_controls(integration=partner.integration, actor=staff["ke-admin"],
+                                            issue_api_key=True)
+    with CaptureQueriesContext(connection) as queries:
+        assert _exchange(api, partner.token, "scpk_wrong").status_code == 401
+    (probe,) = [q["sql"] for q in queries.captured_queries if "registry_credential" in q["sql"]]
+    assert "JOIN" not in probe and "ORDER BY" not in probe and probe.startswith("SELECT 1 AS")
+
+
+def test_the_screens_say_tokens_already_issued_stay_valid_until_they_expire(client, partner, staff):
+    integration = partner.integration
+    client.force_login(staff["ke-admin"])
+    rotate_url = f"/admin/registry/integration/{integration.pk}/action/rotate-secret/"
+    said = "tokens already issued with it remain valid until they expire, at most 5 minutes"
+    assert said in client.get(f"/admin/registry/integration/{integration.pk}/change/").content.decode()
+    assert said in client.get(rotate_url).content.decode()
+    assert said in client.post(rotate_url, {"grace_seconds": "0"}).content.decode()
+    services.integration_rotate_secret(integration=integration, actor=staff["ke-admin"], grace_seconds=3600)
+    previous = Credential.objects.get(integration=integration, expires_at__isnull=False, revoked_at__isnull=True)
+    assert said in client.get(f"/admin/registry/credential/{previous.pk}/revoke/").content.decode()

@@ -14,7 +14,7 @@ from django.utils import timezone
 from lifecycle import credentials
 from lifecycle.credentials import DEFAULT_GRACE_SECONDS, GRACE_CHOICES, State
 from lifecycle.permissions import may
-from registry.models import Credential, Integration
+from registry.models import Credential, CredentialKind, Integration
 from scp_core.errors import ApiError
 
 from .scoping import RoleScopedAdmin
@@ -47,6 +47,7 @@ def panel(request, integration, site_name="admin"):
         "rotate_api_key_url": action_url("rotate-api-key")
         if serving and integration.api_key_hash and may(request.user, "rotate-api-key", integration) else None,
         "may_revoke": may_revoke,
+        "token_minutes": credentials.token_minutes(),
         "unregistered": serving and not rows and bool(integration.auth_client_id),
     }
 
@@ -94,14 +95,24 @@ class CredentialAdmin(RoleScopedAdmin):
             except ApiError as exc:
                 self.message_user(request, f"Not revoked: {exc.detail}", messages.ERROR)
             else:
-                self.message_user(request, f"{credential.get_kind_display()} revoked: it no longer works.", messages.SUCCESS)
+                self.message_user(request, f"{credential.get_kind_display()} revoked: {_stops(credential)}", messages.SUCCESS)
             return redirect(back)
         return TemplateResponse(request, "admin/credentials/revoke.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "credential": credential,
             "integration": integration, "state": _STATE_LABELS[credentials.state_of(credential)], "form": form,
             "change_url": back, "may_revoke": may(request.user, "revoke-credential", integration),
+            "token_minutes": credentials.token_minutes(),
             "title": f"Revoke a previous credential of {integration.integration_name}",
         })
+
+
+def _stops(credential):
+    """What revoking it stops, honestly: an API key at once; a client secret's new tokens at
+    once, while tokens already obtained with it run to their expiry (Keycloak does not revoke them)."""
+    if credential.kind == CredentialKind.API_KEY:
+        return "it no longer works."
+    return (f"Keycloak refuses it from now on; tokens already issued with it remain valid until they expire, "
+            f"at most {credentials.token_minutes()} minutes.")
 
 
 class RevokeForm(forms.Form):
