@@ -64,6 +64,8 @@ def compliance(*, tenant_ids, now=None, soon_days=14, unused_days=30, spike_fact
     for i in serving.filter(active_until__isnull=False, active_until__lte=now + datetime.timedelta(days=soon_days)):
         past = i.active_until <= now
         items.append((i, "past active_until" if past else f"active_until within {soon_days} days", i.active_until))
+    for i in serving.filter(agreement_until__isnull=False, agreement_until__lte=now + datetime.timedelta(days=soon_days)):
+        items.append((i, f"data-sharing agreement ends within {soon_days} days: renew it", i.agreement_until))
     last_use = dict(
         AuditRecord.objects.filter(event_type=AuditEvent.API_REQUEST, integration__in=serving, result="success")
         .values_list("integration").annotate(last=Max("occurred_at"))

@@ -26,6 +26,7 @@ from lifecycle.agreement_gate import agreement_end, awaiting_acceptance, pending
 from registry.models import DataSharingAgreement, Integration, IntegrationStatus
 from scp_core.errors import ApiError, InvalidTransitionError, PermissionDeniedError, ValidationFailedError
 from scp_core.models import ConsentStatus
+from scp_portal.monitoring import compliance
 from scp_portal.waiting import waiting_for
 
 from .agreement_helpers import agreement_terms, pdf_upload, sign_agreement, tiny_pdf
@@ -812,3 +813,10 @@ def test_at_most_five_uploads_per_integration_a_day_then_429_with_retry_after(ap
     oldest = DataSharingAgreement.objects.filter(integration=reviewed).earliest("uploaded_at")
     DataSharingAgreement.objects.filter(pk=oldest.pk).update(uploaded_at=timezone.now() - datetime.timedelta(hours=25))
     assert sign_agreement(reviewed, staff["ke-admin"]).pk
+
+
+def test_the_compliance_view_lists_an_agreement_about_to_end(staff, demo, keycloak_clients):
+    partner = activate(staff, demo, keycloak_clients, name="ending agreement")
+    Integration.objects.filter(pk=partner.integration.pk).update(agreement_until=timezone.now() + datetime.timedelta(days=3))
+    items = compliance(tenant_ids=None)
+    assert any(i.pk == partner.integration.pk and "agreement ends within 14 days" in reason for i, reason, _ in items)

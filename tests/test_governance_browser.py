@@ -33,6 +33,7 @@ HOMES = {
     "ke-admin": ["Approved integrations to activate", "Integrations ending within 30 days"],
     "partner-user": ["Integrations ending within 30 days"],
     "auditor": [],
+    "root": ["Approved integrations to activate", "Integrations ending within 30 days"],
 }
 
 

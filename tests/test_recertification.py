@@ -246,3 +246,4 @@ def test_whoever_requested_the_integration_cannot_recertify_it_even_as_an_owner(
     recertification, _ = _open(partnered)
     with pytest.raises(PermissionDeniedError, match="requested"):
         recert.recertification_answer(recertification=recertification, actor=requester, decision="confirm")
+

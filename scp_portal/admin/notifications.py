@@ -14,14 +14,5 @@ class NotificationAdmin(TenantScopedAdmin):
     search_fields = ("recipient", "subject")
     exclude = ("key", "claimed_until")
 
-    def scope(self, queryset, roles):
+    def scope(self, queryset, roles):  # nothing may be added, changed or deleted (RoleScopedAdmin)
         return super().scope(queryset, roles).select_related("integration__tenant")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

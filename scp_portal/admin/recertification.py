@@ -47,14 +47,8 @@ class RecertificationAdmin(RoleScopedAdmin):
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
 
-    def has_add_permission(self, request):
-        return False  # opened by the schedule only
-
-    def has_change_permission(self, request, obj=None):
-        return False  # answered through the answer screen (its service), never edited
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    # Nothing may be added (the schedule opens them), changed (the answer screen calls its
+    # service) or deleted: RoleScopedAdmin's defaults.
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
