@@ -187,6 +187,13 @@ class IntegrationQuerySet(models.QuerySet):
             q |= models.Q(tenant_id=tenant_id, verticals__id=vertical_id)
         return self.filter(q).distinct()
 
+    def operated_by(self, roles):
+        """Integrations these roles operate (not merely review): every one for the global roles,
+        their tenants' for tenant admins, their partner's for partner users."""
+        if roles.sees_everything:
+            return self
+        return self.filter(models.Q(tenant_id__in=roles.admin_tenants) | models.Q(partner_id__in=roles.partners))
+
     def serving(self):
         return self.filter(status__in=SERVING_STATES)
 

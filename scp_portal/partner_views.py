@@ -11,7 +11,7 @@ import json
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -43,11 +43,9 @@ def partner_integrations(roles):
     """The integrations these roles may open here (None: the pages are not theirs at all): the
     partner's own, the tenant admin's tenants', every one for the global roles. A vertical
     owner's view of an integration is its review, not these pages."""
-    if roles.sees_everything:
-        return Integration.objects.all()
-    if not (roles.partners or roles.admin_tenants):
+    if not (roles.sees_everything or roles.partners or roles.admin_tenants):
         return None
-    return Integration.objects.filter(Q(partner_id__in=roles.partners) | Q(tenant_id__in=roles.admin_tenants))
+    return Integration.objects.operated_by(roles)
 
 
 def _integration_or_404(request, integration_id):

@@ -123,6 +123,7 @@ def _operated(roles, visible):
     """Integrations whose operation is this person's: their tenants' (admins), their own (partners)."""
     if roles.is_root or roles.is_umbrella:
         return visible
+    # Not operated_by(): an auditor reads every integration but operates none.
     return visible.filter(Q(tenant_id__in=roles.admin_tenants) | Q(partner_id__in=roles.partners))
 
 

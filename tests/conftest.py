@@ -17,6 +17,8 @@ from lifecycle import keycloak
 from lifecycle.demo import seed_reference_data
 from scp_core.models import Consent, ConsentStatus, Person, Tenant, Vertical
 
+from . import browser as browser_helpers
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _keycloak_is_up():
@@ -173,6 +175,12 @@ def keycloak_clients():
     yield created
     for client_id in created:
         keycloak.delete_client(client_id)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium, one per browser test module (tests/browser.py)."""
+    yield from browser_helpers.launch()
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,13 @@ from lifecycle import services
 from registry.models import DataSharingAgreement, Integration, IntegrationStatus, IntegrationTemplate, Partner
 
 from .agreement_helpers import pdf_upload, sign_agreement, tiny_pdf
-from .test_portal_browser import _shot, _sign_in, browser  # noqa: F401 (the browser fixture)
+from .browser import shot as _shot, sign_in as _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_tenant_admin_uploads_the_agreement_and_the_umbrella_authority_sees_it_at_sign_off(
-    browser, live_server, staff, demo, keycloak_clients, tmp_path  # noqa: F811
+    browser, live_server, staff, demo, keycloak_clients, tmp_path
 ):
     integration = services.integration_create(
         actor=staff["ke-admin"], tenant=demo["ke"], partner=Partner.objects.get(slug="acme-health"),

@@ -13,7 +13,7 @@ from registry.models import Credential
 
 from .conftest import client_token
 from .exchange_helpers import activate
-from .test_portal_browser import _shot, _sign_in, browser  # noqa: F401 (the module's Chromium fixture)
+from .browser import shot as _shot, sign_in as _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -39,7 +39,7 @@ def _rotate_in_panel(page, live_server, integration, grace):
 
 
 def test_rotation_in_the_browser_keeps_the_old_secret_through_its_grace_then_it_is_refused(
-    browser, live_server, staff, demo, keycloak_clients  # noqa: F811
+    browser, live_server, staff, demo, keycloak_clients
 ):
     partner = activate(staff, demo, keycloak_clients, name="Clinic sync (rotation)")
     integration = partner.integration

@@ -12,7 +12,7 @@ from registry.models import Integration, IntegrationStatus
 
 from .exchange_helpers import activate
 from .governance_helpers import walk_to
-from .test_portal_browser import _shot, _sign_in, browser  # noqa: F401 -- the module's Chromium fixture
+from .browser import shot as _shot, sign_in as _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +37,7 @@ HOMES = {
 }
 
 
-def test_each_roles_home_shows_what_waits_for_it(browser, live_server, staff, demo, keycloak_clients):  # noqa: F811
+def test_each_roles_home_shows_what_waits_for_it(browser, live_server, staff, demo, keycloak_clients):
     walk_to(S.REQUESTED, staff, demo, keycloak_clients, name="Clinic sync (waiting review)")
     walk_to(S.REVIEWED, staff, demo, keycloak_clients, name="Lab results (waiting sign-off)")
     walk_to(S.APPROVED, staff, demo, keycloak_clients, name="Pharmacy (waiting activation)")
@@ -59,7 +59,7 @@ def test_each_roles_home_shows_what_waits_for_it(browser, live_server, staff, de
         page.context.close()
 
 
-def test_a_recertification_answered_and_one_left_to_lapse(browser, live_server, staff, demo, keycloak_clients):  # noqa: F811
+def test_a_recertification_answered_and_one_left_to_lapse(browser, live_server, staff, demo, keycloak_clients):
     answered = activate(staff, demo, keycloak_clients, name="Vaccination reminders").integration
     lapsing = activate(staff, demo, keycloak_clients, name="Old survey feed").integration
     first = _due_for_recertification(answered)

@@ -20,13 +20,13 @@ from .conftest import make_person
 from .test_partner_pages import _as
 from .exchange_helpers import activate
 from .receiver import Receiver
-from .test_portal_browser import _shot, _sign_in, browser  # noqa: F401 (the module's Chromium fixture)
+from .browser import shot as _shot, sign_in as _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_partner_user_reads_its_integration_its_api_docs_and_replays_a_dead_delivery(
-    browser, live_server, api, staff, demo, keycloak_clients  # noqa: F811
+    browser, live_server, api, staff, demo, keycloak_clients
 ):
     partner = activate(staff, demo, keycloak_clients, name="ACME clinic sync (browser)")
     person = make_person(demo["ke"], "KE-BROWSER-1", [(demo["health"], ConsentStatus.GRANTED)])

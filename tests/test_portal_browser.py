@@ -2,12 +2,9 @@
 a vertical owner approves from their review queue, the umbrella authority signs off and
 activates. Screenshots of each screen are saved under artifacts/screenshots/."""
 import datetime
-import os
-from pathlib import Path
 
 import pytest
 import requests as http
-from django.conf import settings
 from django.utils import timezone
 
 from lifecycle import services
@@ -15,50 +12,11 @@ from registry.models import Integration, IntegrationStatus, IntegrationTemplate,
 from scp_core.models import ConsentStatus
 
 from .agreement_helpers import sign_agreement
+from .browser import shot as _shot, sign_in as _sign_in
 from .conftest import make_person
 from .exchange_helpers import activate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-SHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of these tests
-    # are made between browser steps, never concurrently, so Django's async guard is relaxed here.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def _shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def _sign_in(browser, live_server, username):
-    """A fresh browser session signs in through Keycloak's own login page."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(f"{live_server.url}/admin/")
-    page.get_by_role("link", name="Sign in with SCP Keycloak").click()
-    page.wait_for_url("**/realms/scp/protocol/openid-connect/auth**")
-    page.fill("#username", username)
-    page.fill("#password", username)
-    page.click("#kc-login")
-    page.wait_for_url(f"{live_server.url}/admin/**")
-    assert page.locator("#logout-form").count() == 1  # signed in to the portal
-    return page
-
 
 def test_owner_and_umbrella_approve_in_the_browser_and_the_integration_ends_active(
     browser, live_server, staff, demo, keycloak_clients
