@@ -2,8 +2,10 @@
 
 Starts gunicorn with the production settings on PostgreSQL and Redis, a Celery worker and
 an nginx webhook receiver, measures each governed path beside its bare baseline in the same
-run, and writes bench.json, bench.md and latency.png to DIR. Exits non-zero if a measurement
-fails or a withdrawn person leaks; a missed speed target is reported in the table, not fatal.
+run, then runs two gunicorn instances and two Celery workers on the same PostgreSQL and Redis
+(rate limit, job claims and the audit chain across processes), and writes bench.json, bench.md
+and latency.png to DIR. Exits non-zero if a measurement fails, a withdrawn person leaks or a
+check across processes fails; a missed speed target is reported in the table, not fatal.
 """
 import argparse
 import datetime
@@ -19,9 +21,13 @@ import django
 PROFILES = {
     # full: the real run (a few minutes); tiny: the version the test suite runs so it keeps working.
     "full": {"persons": 100_000, "http_seconds": 15, "appends": 5000, "import_rows": 100_000, "import_export_rows": 3000,
-             "deliveries": 2000, "noops": 5000, "withdrawals": 20, "pollers": 4, "profile_seconds": 10},
+             "deliveries": 2000, "noops": 5000, "withdrawals": 20, "pollers": 4, "profile_seconds": 10,
+             "multi_rpm": 300, "multi_burst": 100, "multi_fired_factor": 3, "multi_jobs": 16, "multi_job_rows": 5000,
+             "multi_web_workers": 2},
     "tiny": {"persons": 600, "http_seconds": 2, "appends": 200, "import_rows": 500, "import_export_rows": 100,
-             "deliveries": 30, "noops": 100, "withdrawals": 5, "pollers": 2, "profile_seconds": 2},
+             "deliveries": 30, "noops": 100, "withdrawals": 5, "pollers": 2, "profile_seconds": 2,
+             "multi_rpm": 20, "multi_burst": 10, "multi_fired_factor": 3, "multi_jobs": 6, "multi_job_rows": 200,
+             "multi_web_workers": 1},
 }
 
 
@@ -41,7 +47,7 @@ def main():
     print(write(figures, out))
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'stages.md'}, {out / 'latency.png'}, "
           f"{out / 'flame.svg'}")
-    return 1 if figures["consent"]["leaked_persons"] else 0
+    return 1 if figures["consent"]["leaked_persons"] or not figures["multi"]["ok"] else 0
 
 
 def _log(message):
@@ -69,7 +75,7 @@ def run(profile, p, out):
 
 
 def _measure(figures, p, tenant, vertical, partnered, out):
-    from . import audit_rate, batch_rate, http_load, profile, stack, webhook_rate
+    from . import audit_rate, batch_rate, http_load, multi, profile, stack, webhook_rate
 
     with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
         workdir = Path(tmp)
@@ -102,6 +108,8 @@ def _measure(figures, p, tenant, vertical, partnered, out):
         _log("webhook deliveries vs Celery no-op tasks (one worker)")
         figures["webhooks"] = webhook_rate.measure(partnered.integration, vertical, workdir,
                                                    deliveries=p["deliveries"], noops=p["noops"])
+        _log("more than one machine, shown on one: two gunicorn instances, two Celery workers")
+        figures["multi"] = multi.measure(tenant, vertical, workdir, **multi.sizes(p))
 
 
 if __name__ == "__main__":

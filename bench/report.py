@@ -83,6 +83,30 @@ def stages_markdown(stages):
     return "\n".join(lines) + "\n"
 
 
+def multi_markdown(multi):
+    """The checks across processes (bench/multi.py) as a list: they are right or wrong, not fast."""
+    rate, jobs, chain = multi["rate_limit"], multi["jobs"], multi["audit_chain"]
+    verdict = lambda ok: "correct" if ok else "**WRONG**"  # noqa: E731
+    instances = ", ".join(f"instance {'ab'[n]}: " + " ".join(f"{n_}×{code}" for code, n_ in sorted(counts.items()))
+                          for n, counts in enumerate(rate["by_instance"]))
+    by_worker = ", ".join(f"{worker.split('@')[0]}: {n}" for worker, n in sorted(jobs["jobs_by_worker"].items()))
+    return "\n".join([
+        "## More than one machine, shown on one",
+        "",
+        f"{multi['gunicorn_instances']} gunicorn instances ({multi['gunicorn_workers_each']} worker(s) each) and "
+        f"{multi['celery_workers']} Celery workers, separate processes on the same PostgreSQL and Redis.",
+        "",
+        f"- rate limit across instances: allowance {rate['allowance']} a minute (rate + burst), {rate['fired']} "
+        f"requests alternately to both: {rate['allowed']} served, {rate['refused']} refused (429) "
+        f"({instances}) — {verdict(rate['correct'])}",
+        f"- job claims: {jobs['jobs']} imports of {jobs['rows_each']} rows, each queued twice to both workers: "
+        f"{jobs['completed_once']} ran exactly once with every row written once ({by_worker}) — {verdict(jobs['correct'])}",
+        f"- audit chain of `{chain['chain']}` after both (sealers in both workers during the load): "
+        f"{chain['records_checked']:,} records verify, {chain['unsealed_after']} unsealed"
+        + (f", broken: {chain['broken']}" if chain["broken"] else "") + f" — {verdict(chain['ok'])}",
+    ]) + "\n"
+
+
 def plot(figures, path):
     http, audit = figures["http"], figures["audit"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -109,7 +133,7 @@ def write(figures, out):
     audit = {k: {kk: vv for kk, vv in v.items() if kk != "latencies_ms"} if isinstance(v, dict) else v
              for k, v in figures["audit"].items()}
     (out / "bench.json").write_text(json.dumps({**figures, "audit": audit, "table": table}, indent=2, default=str))
-    text = markdown(figures, table)
+    text = markdown(figures, table) + "\n" + multi_markdown(figures["multi"])
     (out / "bench.md").write_text(text)
     stages = stages_markdown(figures["stages"])
     (out / "stages.md").write_text(stages)

@@ -80,14 +80,18 @@ def rss_mb(pid):
     return 0.0
 
 
-def celery_worker(workdir, *, threads=0):
+def celery_worker(workdir, *, threads=0, name=""):
     """One worker process: the figures are per worker. `--pool=solo`, or with `threads` a
-    thread pool of that many (as the deployment's webhook worker runs)."""
+    thread pool of that many (as the deployment's webhook worker runs). `name` tells several
+    workers of one run apart (node name and log); `worker.nodename` is the full node name."""
     env = {**os.environ, "SCP_WEBHOOK_ALLOW_LOOPBACK": "true"}
     pool = ["--pool=threads", f"--concurrency={threads}"] if threads else ["--pool=solo"]
+    suffix = f"-{name}" if name else ""
+    nodename = f"bench-{os.getpid()}{suffix}@{socket.gethostname()}"
     worker = Process([str(BIN / "celery"), "-A", "scp_portal", "worker", *pool, "-Q", QUEUE, "-I", "bench.tasks",
-                      "--loglevel=WARNING", "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-                      "--without-heartbeat"], workdir / "celery.log", env)
+                      "--loglevel=WARNING", "-n", nodename, "--without-gossip", "--without-mingle",
+                      "--without-heartbeat"], workdir / f"celery{suffix}.log", env)
+    worker.nodename = nodename
     return worker
 
 

@@ -67,6 +67,18 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     assert stages["audit insert and commit (with the ledger row)"] > 0 and stages["token and JWKS"] > 0
     assert figures["stages"]["total_us"] > 0 and "| token and JWKS |" in (tmp_path / "stages.md").read_text()
     assert b"<svg" in (tmp_path / "flame.svg").read_bytes()[:2000]
+    # and with two gunicorn instances and two Celery workers on the same PostgreSQL and Redis,
+    # the rate limit is one allowance across both, each job ran once on one of both workers,
+    # and the audit chain holds
+    multi = figures["multi"]
+    rate = multi["rate_limit"]
+    assert rate["allowed"] == rate["allowance"] and rate["refused"] == rate["fired"] - rate["allowance"] > 0
+    assert all(counts.get("200", 0) > 0 for counts in rate["by_instance"])
+    jobs = multi["jobs"]
+    assert jobs["completed_once"] == jobs["jobs"] and len(jobs["jobs_by_worker"]) == 2
+    assert all(job["records"] == job["rows"] and job["claims_refused"] == 1 for job in jobs["detail"])
+    assert multi["audit_chain"]["ok"] and multi["audit_chain"]["records_checked"] > 0 and multi["ok"]
+    assert "## More than one machine, shown on one" in table
 
 
 def _figures(**overrides):

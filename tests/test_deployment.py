@@ -119,6 +119,12 @@ def test_compose_file_validates():
     assert ("volume", "agreements", folder) in mounts and "agreements" in full["volumes"]
     assert [name for name, env in environment.items() if "SCP_AGREEMENTS_DIR" in env] == ["portal"]
     assert not folder.startswith("/app/")  # outside the code and its static files
+    # Batch files: what the portal stores the worker reads, and the other way round.
+    for service in ("portal", "worker"):
+        mounts = {(m["source"], m["target"]) for m in config[service].get("volumes", [])}
+        for name in ("SCP_IMPORT_DIR", "SCP_EXPORT_DIR"):
+            assert any(environment[service][name].startswith(target + "/") and source == "exchange-files"
+                       for source, target in mounts), (service, name)
 
 
 def test_the_image_gives_its_user_the_agreements_folder():
