@@ -9,6 +9,7 @@ check across processes fails; a missed speed target is reported in the table, no
 """
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -35,11 +36,16 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     parser.add_argument("--tiny", action="store_true", help="a seconds-long run that checks the benchmark works")
     parser.add_argument("--out", default="artifacts/bench", help="where the JSON, Markdown and PNG go")
+    parser.add_argument("--scale", metavar="SIZES",
+                        help="only the scale curve (bench/scale.py) at these database sizes, e.g. 100000,1000000")
+    parser.add_argument("--connections", default="2,8", help="with --scale: the numbers of connections")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        return scale_curve([int(n) for n in args.scale.split(",")], [int(n) for n in args.connections.split(",")], out)
     profile = "tiny" if args.tiny else "full"
     figures = run(profile, PROFILES[profile], out)
     from .report import write
@@ -48,6 +54,33 @@ def main():
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'stages.md'}, {out / 'latency.png'}, "
           f"{out / 'flame.svg'}")
     return 1 if figures["consent"]["leaked_persons"] or not figures["multi"]["ok"] else 0
+
+
+def scale_curve(sizes, connections, out):
+    """The governed list against the bare query as the database grows (issue #12 item 3)."""
+    from django.conf import settings
+
+    from . import data, scale, stack
+
+    if settings.DEBUG:
+        raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
+    tenant, vertical = data.seed(0)
+    partnered = data.activate(tenant, vertical)
+    try:
+        with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
+            server = stack.gunicorn(Path(tmp), workers=os.cpu_count() or 2)
+            try:
+                points = scale.curve(f"http://127.0.0.1:{server.port}", partnered, tenant, vertical, sizes=sizes,
+                                     connections=connections, seconds=PROFILES["full"]["http_seconds"], log=_log)
+            finally:
+                server.stop()
+    finally:
+        partnered.close()
+    (out / "scale.json").write_text(json.dumps(points, indent=2))
+    table = scale.markdown(points)
+    (out / "scale.md").write_text(table + "\n")
+    print(table)
+    return 0
 
 
 def _log(message):
