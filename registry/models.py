@@ -194,6 +194,14 @@ class IntegrationQuerySet(models.QuerySet):
             return self
         return self.filter(models.Q(tenant_id__in=roles.admin_tenants) | models.Q(partner_id__in=roles.partners))
 
+    def awaiting_review_by(self, roles):
+        """Requested integrations that declare a vertical these roles own in its tenant and that
+        vertical's owner has not reviewed yet (the review queue, and "waiting for me")."""
+        q = models.Q(pk__in=[])
+        for tenant_id, vertical_id in roles.owned_verticals:
+            q |= models.Q(tenant_id=tenant_id, verticals__id=vertical_id) & ~models.Q(vertical_reviews__vertical_id=vertical_id)
+        return self.filter(status=S.REQUESTED).filter(q).distinct()
+
     def serving(self):
         return self.filter(status__in=SERVING_STATES)
 

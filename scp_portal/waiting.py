@@ -64,11 +64,8 @@ def _changelist(model_admin_name, query=""):
 def _reviews(user, roles):
     if not roles.owned_verticals:
         return None
-    q = Q(pk__in=[])
-    for tenant_id, vertical_id in roles.owned_verticals:
-        q |= Q(tenant_id=tenant_id, verticals__id=vertical_id) & ~Q(vertical_reviews__vertical_id=vertical_id)
-    waiting = (Integration.objects.filter(q, status=S.REQUESTED)
-               .exclude(created_by=user).exclude(submitted_by=user).distinct().count())
+    # Not the requests this owner created or submitted: those are for another owner to review.
+    waiting = Integration.objects.awaiting_review_by(roles).exclude(created_by=user).exclude(submitted_by=user).count()
     return Waiting("reviews", "Requests waiting for your review", waiting, _changelist("lifecycle_reviewrequest"))
 
 

@@ -3,7 +3,6 @@ owners' review queue, the umbrella authority's sign-off queue, and one screen pe
 Every button calls the same service as the governance API; the admin never assigns state."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -241,10 +240,7 @@ class ReviewQueueAdmin(_QueueAdmin):
         return self.has_module_permission(request)
 
     def scope(self, queryset, roles):
-        q = Q(pk__in=[])
-        for tenant_id, vertical_id in roles.owned_verticals:
-            q |= Q(tenant_id=tenant_id, verticals__id=vertical_id) & ~Q(vertical_reviews__vertical_id=vertical_id)
-        return queryset.filter(status=S.REQUESTED).filter(q).distinct().prefetch_related("verticals")
+        return queryset.awaiting_review_by(roles).prefetch_related("verticals")
 
 
 @admin.register(SignOffRequest)
