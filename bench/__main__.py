@@ -31,21 +31,36 @@ PROFILES = {
              "multi_web_workers": 1},
 }
 
+# The scale curve (issue #12 item 3): database sizes (persons of two tenants, mixed consent),
+# connections, and seconds per measured run.
+CURVES = {
+    "full": {"sizes": [100_000, 1_000_000], "connections": [2, 8], "seconds": 15},
+    "tiny": {"sizes": [1_000, 3_000], "connections": [2], "seconds": 1},
+}
+
 
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     parser.add_argument("--tiny", action="store_true", help="a seconds-long run that checks the benchmark works")
     parser.add_argument("--out", default="artifacts/bench", help="where the JSON, Markdown and PNG go")
+    parser.add_argument("--curve", action="store_true",
+                        help="only the scale curve (bench/scale.py), on a database of its own (scripts/bench.sh runs it "
+                             "after the main run)")
+    parser.add_argument("--persons", type=int, metavar="N",
+                        help="with --curve: the curve's largest size (default 1,000,000; e.g. 10000000)")
     parser.add_argument("--scale", metavar="SIZES",
-                        help="only the scale curve (bench/scale.py) at these database sizes, e.g. 100000,1000000")
-    parser.add_argument("--connections", default="2,8", help="with --scale: the numbers of connections")
+                        help="with --curve: exactly these database sizes, e.g. 100000,1000000 (implies --curve)")
+    parser.add_argument("--connections", help="with --curve: the numbers of connections (default 2,8)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.scale:
-        return scale_curve([int(n) for n in args.scale.split(",")], [int(n) for n in args.connections.split(",")], out)
+    if args.curve or args.scale:
+        profile = CURVES["tiny" if args.tiny else "full"]
+        sizes = [int(n) for n in args.scale.split(",")] if args.scale else curve_sizes(profile["sizes"], args.persons)
+        connections = [int(n) for n in args.connections.split(",")] if args.connections else profile["connections"]
+        return scale_curve(sizes, connections, profile["seconds"], out)
     profile = "tiny" if args.tiny else "full"
     figures = run(profile, PROFILES[profile], out)
     from .report import write
@@ -56,7 +71,14 @@ def main():
     return 1 if figures["consent"]["leaked_persons"] or not figures["multi"]["ok"] else 0
 
 
-def scale_curve(sizes, connections, out):
+def curve_sizes(defaults, largest=None):
+    """The profile's sizes, up to and including `largest` when it is given."""
+    if largest is None:
+        return defaults
+    return sorted({n for n in defaults if n < largest} | {largest})
+
+
+def scale_curve(sizes, connections, seconds, out):
     """The governed list against the bare query as the database grows (issue #12 item 3)."""
     from django.conf import settings
 
@@ -71,7 +93,7 @@ def scale_curve(sizes, connections, out):
             server = stack.gunicorn(Path(tmp), workers=os.cpu_count() or 2)
             try:
                 points = scale.curve(f"http://127.0.0.1:{server.port}", partnered, tenant, vertical, sizes=sizes,
-                                     connections=connections, seconds=PROFILES["full"]["http_seconds"], log=_log)
+                                     connections=connections, seconds=seconds, log=_log)
             finally:
                 server.stop()
     finally:
@@ -115,6 +137,9 @@ def _measure(figures, p, tenant, vertical, partnered, out):
         server = stack.gunicorn(workdir, workers=os.cpu_count() or 2)
         try:
             base = f"http://127.0.0.1:{server.port}"
+            _log("the first run on the fresh database vs the second")
+            figures["first_run"] = http_load.first_vs_second(base, partnered, seconds=max(1, p["http_seconds"] // 3),
+                                                             connections=os.cpu_count() or 2)
             _log("governed vs bare GET /api/v1/persons/ (wrk)")
             figures["http"] = http_load.governed_vs_bare(base, partnered, seconds=p["http_seconds"],
                                                          connections=os.cpu_count() or 2)

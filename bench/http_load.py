@@ -59,6 +59,20 @@ def governed_vs_bare(base, partnered, *, seconds, connections):
     return {"same_rows": same, "connections": connections, "seconds": seconds, **runs}
 
 
+def first_vs_second(base, partnered, *, seconds, connections):
+    """The governed list on the freshly seeded database, with no warm-up at all (the server's
+    first requests, the tables' first reads after the bulk load), against the same run right
+    after it (issue #12 item 2: the first run as fast as the tenth)."""
+    url = f"{base}/api/v1/persons/?vertical={VERTICAL}"
+    auth = {"Authorization": f"Bearer {partnered.token()}"}
+    runs = {}
+    for name in ("first", "second"):
+        runs[name] = run = wrk(url, seconds=seconds, connections=connections, headers=auth)
+        if run["errors"]["status"] or run["errors"]["timeout"]:
+            raise RuntimeError(f"{name} run: {run['errors']} (non-2xx or timed-out responses)")
+    return runs
+
+
 def _measured(name, url, partnered, *, seconds, connections):
     auth = {"Authorization": f"Bearer {partnered.token()}"} if "bare" not in url else {}
     wrk(url, seconds=max(1, seconds // 5), connections=connections, headers=auth)  # warm-up

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from registry.models import SERVING_STATES, IntegrationStatus
 from scp_core.errors import ApiError
-from scp_core.models import Consent, Person, VerticalRecord
+from scp_core.models import Consent, Person, Vertical, VerticalRecord
 
 from .masking import minimize
 
@@ -72,7 +72,7 @@ class DataScope:
         return self.integration.read_scope.get(self.vertical, {})
 
     def _consents(self, purpose=True):
-        consents = Consent.objects.filter(vertical__code=self.vertical).in_effect_at(self.at)
+        consents = Consent.objects.filter(vertical_id=Vertical.id_of(self.vertical)).in_effect_at(self.at)
         return consents.covering(self.integration.purpose_code) if purpose else consents
 
     def persons(self):
@@ -145,7 +145,7 @@ class DataScope:
                 q &= Q(source_integration_id=self.integration.pk)
             allowed |= q
         return VerticalRecord.objects.filter(
-            allowed, vertical__code=self.vertical, person__tenant_id=self.integration.tenant_id,
+            allowed, vertical_id=Vertical.id_of(self.vertical), person__tenant_id=self.integration.tenant_id,
             person_id__in=self._consents().values("person_id"),
         )
 

@@ -11,8 +11,12 @@ apt_install wrk nginx
 BENCH_DB="${SCP_BENCH_DB:-scp_bench}"
 # A fresh database each run: every run measures the same thing (the data a run seeds, under the
 # reference data of the code being measured), never what an earlier version of the code left.
-log "creating database $BENCH_DB afresh"
-su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)\" -c \"CREATE DATABASE $BENCH_DB OWNER $PG_OWNER\""
+fresh_database() {
+  log "creating database $BENCH_DB afresh"
+  su postgres -c "psql -p $PG_PORT -v ON_ERROR_STOP=1 -q -c \"DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)\" -c \"CREATE DATABASE $BENCH_DB OWNER $PG_OWNER\""
+  # Migrated by the owner; measured as the application role, as deployed.
+  (cd "$ROOT_DIR" && DATABASE_URL="$DATABASE_OWNER_URL" "$VENV_DIR/bin/python" manage.py migrate --no-input -v 0)
+}
 
 export DATABASE_URL="$(pg_url "$PG_USER" "$PG_PASSWORD" "$BENCH_DB")"
 export DATABASE_PURGE_URL="$(pg_url "$PG_PURGE_USER" "$PG_PURGE_PASSWORD" "$BENCH_DB")"
@@ -30,6 +34,26 @@ export SCP_PSEUDONYM_KEY="$("$VENV_DIR/bin/python" -c 'import secrets; print(sec
 export SCP_AUDIT_SIGNING_KEY="$("$VENV_DIR/bin/python" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
 
 cd "$ROOT_DIR"
-# Migrated by the owner; measured as the application role, as deployed.
-DATABASE_URL="$DATABASE_OWNER_URL" "$VENV_DIR/bin/python" manage.py migrate --no-input -v 0
-exec "$VENV_DIR/bin/python" -m bench "$@"
+# `--curve` or `--scale SIZES`: only the scale curve. Otherwise the main run, then the scale
+# curve on a database of its own (persons of two tenants with mixed consent, grown in steps up to
+# 1,000,000, or to N with `--persons N`), since the main run's persons all consent.
+main_args=() curve_args=(--curve) curve_only=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --curve|--scale|--scale=*) curve_only=true; main_args+=("$1") ;;
+    --audit-volume|--audit-volume=*) curve_only=true; main_args+=("$1") ;;  # only that run (bench/audit_volume.py)
+    --persons) curve_args+=("$1" "$2"); shift ;;
+    --persons=*) curve_args+=("$1") ;;
+    --tiny) main_args+=("$1"); curve_args+=("$1") ;;
+    --out) main_args+=("$1" "$2"); curve_args+=("$1" "$2"); shift ;;
+    *) main_args+=("$1") ;;
+  esac
+  shift
+done
+fresh_database
+if $curve_only; then
+  exec "$VENV_DIR/bin/python" -m bench "${main_args[@]}" "${curve_args[@]:1}"
+fi
+"$VENV_DIR/bin/python" -m bench "${main_args[@]}"
+fresh_database
+exec "$VENV_DIR/bin/python" -m bench "${curve_args[@]}"

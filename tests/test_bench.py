@@ -58,9 +58,11 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     assert figures["consent"]["checks_after_withdrawal"] > 0
     assert figures["consent"]["leaked_persons"] == 0
     assert figures["gunicorn_rss_mb"] and all(rss > 0 for rss in figures["gunicorn_rss_mb"])
-    assert len(figures["table"]) == 10
+    assert len(figures["table"]) == 11
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 12  # the header, its rule and ten figures
+    assert table.count("\n| ") == 13  # the header, its rule and eleven figures
+    # and the first run on the fresh database beside the second
+    assert all(figures["first_run"][run]["requests"] > 0 for run in ("first", "second"))
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # and a per-stage cost table of the governed request, from a profile, with its flame graph
     stages = {row["stage"]: row["us_per_request"] for row in figures["stages"]["stages"]}
@@ -81,11 +83,35 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     assert "## More than one machine, shown on one" in table
 
 
+@pytest.mark.django_db(transaction=True)
+def test_tiny_scale_curve_compares_first_and_deep_pages_at_each_size(tmp_path):
+    # When the tiny scale curve grows the database in two steps (two tenants, mixed consent)
+    done = subprocess.run([sys.executable, "-m", "bench", "--curve", "--tiny", "--out", str(tmp_path)], check=False,
+                          cwd=settings.BASE_DIR, env=_bench_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    # Then each size has the governed list beside the bare query, first page and deep page
+    points = json.loads((tmp_path / "scale.json").read_text())
+    assert [p["page"] for p in points] == ["first", "deep"] * 2
+    assert 1000 <= points[0]["persons"] == points[1]["persons"] < 3000 <= points[2]["persons"] == points[3]["persons"]
+    assert all(p["governed_rps"] > 0 and p["bare_rps"] > 0 and p["ratio"] > 0 for p in points)
+    assert "| persons | connections | page |" in (tmp_path / "scale.md").read_text()
+
+
+def test_the_curve_runs_up_to_the_size_asked_for():
+    from bench.__main__ import CURVES, curve_sizes
+
+    assert curve_sizes(CURVES["full"]["sizes"]) == [100_000, 1_000_000]
+    assert curve_sizes(CURVES["full"]["sizes"], 10_000_000) == [100_000, 1_000_000, 10_000_000]
+    assert curve_sizes(CURVES["full"]["sizes"], 500_000) == [100_000, 500_000]
+
+
 def _figures(**overrides):
     http_side = {"throughput": 100.0, "p50_ms": 5.0, "p99_ms": 10.0}
     figures = {
         "http": {"governed": dict(http_side), "bare": dict(http_side), "ledger_on": dict(http_side),
                  "ledger_off": dict(http_side)},
+        "first_run": {"first": dict(http_side), "second": dict(http_side)},
         "audit": {"service": {"rate": 900.0}, "raw_insert": {"rate": 1000.0}},
         "import": {"governed": {"rate": 20000.0}, "copy": {"rate": 100000.0}, "import_export": {"rate": 500.0}},
         "webhooks": {"webhook": {"rate": 400.0}, "noop": {"rate": 1000.0}},
@@ -108,6 +134,7 @@ def test_every_target_met_reads_yes():
 @pytest.mark.parametrize(("override", "measure"), [
     ({"http__governed__throughput": 79.0}, "GET /api/v1/persons/ throughput (req/s)"),
     ({"http__governed__p99_ms": 15.5}, "GET /api/v1/persons/ p99 latency (ms)"),
+    ({"first_run__first__throughput": 89.0}, "GET /api/v1/persons/ first run on the fresh database vs the second (req/s)"),
     ({"http__ledger_off__throughput": 112.0}, "GET /api/v1/persons/ with the disclosure ledger vs without (req/s)"),
     ({"audit__service__rate": 790.0}, "audit append (records/s)"),
     ({"import__governed__rate": 9000.0}, "batch import vs COPY (rows/s)"),
