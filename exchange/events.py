@@ -25,10 +25,14 @@ def emit(*, event_type, tenant, data, vertical=None, person_id=None, integration
         and (told is None or s.integration_id in told)
     ]
     Delivery.objects.bulk_create(deliveries)
-    if deliveries:
+    if len(deliveries) == 1:
         from .tasks import deliver_webhook_task, enqueue_after_commit
 
-        enqueue_after_commit(deliver_webhook_task, *(d.id for d in deliveries))
+        enqueue_after_commit(deliver_webhook_task, deliveries[0].id)
+    elif deliveries:  # its fan-out in one task: claimed by one statement, sent concurrently
+        from .tasks import deliver_webhooks_task, enqueue_batch_after_commit
+
+        enqueue_batch_after_commit(deliver_webhooks_task, [d.id for d in deliveries])
     return event
 
 
@@ -61,6 +65,37 @@ def visible_body(event, integration):
     consents now), and for record events the contract's record read rules. A consent
     withdrawal itself is announced, with no personal data beyond the person's id, and only to
     integrations that received the person (issue #13: the disclosure ledger says which)."""
+    return visible_bodies([(event, integration)])[0]
+
+
+def visible_bodies(pairs):
+    """visible_body of each (event, integration) of `pairs`, in order, with one consent query
+    per integration and vertical for all of them (a worker's batch of deliveries)."""
+    checks, asked = [], {}
+    for event, integration in pairs:
+        check = _before_consent(event, integration)
+        if isinstance(check, DataScope):
+            persons = _persons_of(event)
+            asked.setdefault((integration.pk, check.vertical), (check, set()))[1].update(persons)
+        checks.append(check)
+    consenting = {key: scope.consenting(persons) for key, (scope, persons) in asked.items()}
+    bodies = []
+    for (event, integration), check in zip(pairs, checks):
+        if not isinstance(check, DataScope):
+            bodies.append(check)
+            continue
+        allowed = consenting[(integration.pk, check.vertical)]
+        if event.event_type == EventType.RECORDS_IMPORTED:
+            kept = [r for r in event.data.get("records", []) if r["person_id"] in allowed]
+            bodies.append(body_of(event, data={**event.data, "records": kept}) if kept else None)
+        else:
+            bodies.append(body_of(event) if str(event.person_id) in allowed else None)
+    return bodies
+
+
+def _before_consent(event, integration):
+    """Everything visible_body decides before consent: the body, or None, when that settles
+    it; else the DataScope in which the event's persons must consent now."""
     if event.event_type == EventType.INTEGRATION_STATUS_CHANGED:
         return body_of(event) if _in_scope(event, integration) else None
     if refusal(integration) is not None or not _in_scope(event, integration):
@@ -72,14 +107,16 @@ def visible_body(event, integration):
         rule = data_scope.record_rules.get(event.data.get("record_type"))
         if rule is None or not (rule["other_writers"] or event.integration_id == integration.pk):
             return None
-    if event.event_type == EventType.RECORDS_IMPORTED:
-        records = event.data.get("records", [])
-        consenting = data_scope.consenting({r["person_id"] for r in records})
-        kept = [r for r in records if r["person_id"] in consenting]
-        return body_of(event, data={**event.data, "records": kept}) if kept else None
-    if event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN and not data_scope.has_consent(event.person_id):
-        return None
+    if event.event_type == EventType.RECORDS_IMPORTED or (event.person_id and event.event_type != EventType.CONSENT_WITHDRAWN):
+        return data_scope
     return body_of(event)
+
+
+def _persons_of(event):
+    """The persons whose consent the event's body needs (as strings)."""
+    if event.event_type == EventType.RECORDS_IMPORTED:
+        return {r["person_id"] for r in event.data.get("records", [])}
+    return {str(event.person_id)}
 
 
 def release_of(event, body, integration, channel):

@@ -22,6 +22,21 @@ def enqueue_after_commit(task, *ids):
     transaction.on_commit(send)
 
 
+def enqueue_batch_after_commit(task, ids):
+    """Queue `task` once with all of `ids` after the current transaction commits (the sweeper
+    takes them if the broker is down)."""
+    ids = [str(id_) for id_ in ids]
+
+    def send():
+        try:
+            task.delay(ids)
+        except Exception:  # noqa: BLE001 -- any broker failure
+            logger.warning("broker unavailable; %s of %d ids left to the sweeper", task.name, len(ids))
+
+    if ids:
+        transaction.on_commit(send)
+
+
 @shared_task
 def deliver_webhook_task(delivery_id):
     from .webhooks import deliver
@@ -30,9 +45,18 @@ def deliver_webhook_task(delivery_id):
 
 
 @shared_task
+def deliver_webhooks_task(delivery_ids):
+    """Several deliveries, claimed by one statement and sent concurrently (an event's fan-out
+    to its subscriptions). A task delivered twice sends nothing twice: the claim decides."""
+    from .webhooks import deliver_many
+
+    return sum(1 for status in deliver_many(delivery_ids) if status)
+
+
+@shared_task
 def deliver_due_webhooks_task():
-    """The sweeper: every due delivery, including those the broker never carried, several in
-    flight at once (SCP_WEBHOOK_CONCURRENCY)."""
+    """The sweeper: every due delivery, including those the broker never carried, claimed a
+    batch at a time, several in flight at once (SCP_WEBHOOK_CONCURRENCY)."""
     from .webhooks import deliver_many, due_deliveries
 
     return sum(1 for status in deliver_many(due_deliveries()) if status)

@@ -8,12 +8,13 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import random
 import secrets
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlsplit
 
 import requests
@@ -29,7 +30,7 @@ from lifecycle.models import NotificationEvent
 from lifecycle.notifications import notify, partner_contacts
 from scp_core.errors import ApiError
 
-from .events import release_of, visible_body
+from .events import release_of, visible_bodies
 from .metrics import count_webhook
 from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription, endpoint_display
 
@@ -111,23 +112,108 @@ def _http():
 
 _DELIVERY_JOINS = ("event__tenant", "event__vertical", "subscription__integration__partner",
                    "subscription__integration__data_contract__contract")
+BATCH = 100  # deliveries claimed by one statement (deliver_many, the sweeper)
 
 
 def deliver(delivery_id, *, now=None, session=None):
     """Make one attempt at a due delivery; returns its status afterwards (None: not due,
     done, or another worker's). `now` is the scheduling clock (tests control it); signatures
-    and leases carry the real time.
+    and leases carry the real time. See deliver_batch."""
+    return deliver_batch([delivery_id], now=now, session=session)[0]
 
-    No lock is held across the network call: the delivery is claimed for a lease (one short
-    UPDATE), consent and scope are checked, the signed POST goes out outside any transaction,
-    and the attempt (its row, its audit record and disclosure, the next state) is recorded in
-    one short transaction under the row lock; several deliveries can so be in flight at once
-    (deliver_many)."""
+
+def deliver_batch(delivery_ids, *, now=None, session=None, concurrency=None):
+    """Make one attempt at each due delivery of `delivery_ids`; returns their statuses in that
+    order (None: not due, done, or another worker's).
+
+    No lock is held across the network call: the deliveries are claimed for a lease by one
+    UPDATE (so a redelivered task, or a second sweep, finds them taken and sends nothing), read
+    with what the checks need in one query, and consent, vertical and the integration's state
+    are checked for all of them now, after the claim (one consent query per integration and
+    vertical). The signed POSTs go out outside any transaction, up to `concurrency`
+    (SCP_WEBHOOK_CONCURRENCY) at once; then each attempt (its row, its audit record and
+    disclosure, the delivery's next state) is recorded in its own short transaction. The
+    subscription's row is locked only when its failure counters change: a success resets them
+    with one conditional UPDATE, which neither takes nor waits for its lock while they are
+    clear, so deliveries to one endpoint do not queue behind each other."""
+    ids = [str(Delivery._meta.pk.to_python(pk)) for pk in delivery_ids]
     now = now or timezone.now()
-    lease = _claim(delivery_id, now)
-    if lease is None:
-        return None
-    delivery = Delivery.objects.select_related(*_DELIVERY_JOINS).get(pk=delivery_id)
+    statuses = _deliver_claimed(_claim(ids, now), now, session=session, concurrency=concurrency)
+    return [statuses.get(pk) for pk in ids]
+
+
+def _deliver_claimed(leases, now, *, session=None, concurrency=None):
+    """Check, send and record the deliveries claimed by `_claim`; {id: status}."""
+    if not leases:
+        return {}
+    deliveries = Delivery.objects.select_related(*_DELIVERY_JOINS).filter(pk__in=list(leases))
+    statuses, outgoing = {}, []
+    for delivery, status in _prepare(deliveries, leases, now):
+        if status is None:
+            outgoing.append(delivery)
+        else:
+            statuses[str(delivery.pk)] = status
+    for delivery, outcome in _posted(outgoing, session, concurrency):
+        statuses[str(delivery.pk)] = _record(delivery, outcome, now)
+    return statuses
+
+
+def _claim(delivery_ids, now):
+    """Claim the due deliveries among `delivery_ids` for a lease, in one UPDATE; returns
+    {id: (lease, attempts so far)} of those claimed here (not due, done, or held by a live
+    attempt elsewhere: left out)."""
+    if not delivery_ids:
+        return {}
+    real_now = timezone.now()
+    lease = real_now + LEASE
+    ops, pk = connection.ops, Delivery._meta.pk
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET claimed_until = %s WHERE id IN ({', '.join(['%s'] * len(delivery_ids))}) "
+            "AND status = %s AND next_attempt_at <= %s AND (claimed_until IS NULL OR claimed_until < %s) "
+            "RETURNING id, attempts",
+            [ops.adapt_datetimefield_value(lease), *(pk.get_db_prep_value(pk.to_python(i), connection) for i in delivery_ids),
+             DeliveryStatus.PENDING, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(real_now)])
+        rows = cursor.fetchall()
+    return {str(pk.to_python(row[0])): (lease, row[1]) for row in rows}
+
+
+class _Outgoing:
+    """What one claimed delivery sends: set on the Delivery as `outgoing`."""
+
+    def __init__(self, lease, attempts, payload, body, headers):
+        self.lease, self.attempts, self.payload, self.body, self.headers = lease, attempts, payload, body, headers
+
+
+def _prepare(deliveries, leases, now):
+    """[(delivery, None)] for each delivery to send now, its signed request attached as
+    `outgoing`; (delivery, status) for those settled without sending (subscription disabled,
+    circuit open, not visible to the subscriber now, a target no longer allowed)."""
+    deliveries = list(deliveries)
+    # Consent, vertical and the integration's state, re-checked now (spec §4.3): after the claim.
+    payloads = visible_bodies([(d.event, d.subscription.integration) for d in deliveries])
+    targets = {}  # each endpoint checked (its addresses resolved) once per batch
+    prepared = []
+    for delivery, payload in zip(deliveries, payloads):
+        lease, attempts = leases[str(delivery.pk)]
+        prepared.append((delivery, _settled(delivery, lease, payload, targets, now)))
+        if prepared[-1][1] is None:
+            body = json.dumps(payload, separators=(",", ":"))
+            timestamp = str(int(time.time()))
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": str(delivery.id),
+                "webhook-timestamp": timestamp,
+                "webhook-signature": sign(delivery.subscription.secret, str(delivery.id), timestamp, body),
+                "user-agent": "SCP-Integration-Layer-Webhooks/1",
+            }
+            delivery.outgoing = _Outgoing(lease, attempts, payload, body, headers)
+    return prepared
+
+
+def _settled(delivery, lease, payload, targets, now):
+    """The delivery's status when it is not to be sent now (recorded here), else None."""
     subscription = delivery.subscription
     if not subscription.active:
         with transaction.atomic():
@@ -136,95 +222,122 @@ def deliver(delivery_id, *, now=None, session=None):
         Delivery.objects.filter(pk=delivery.pk, claimed_until=lease).update(
             next_attempt_at=subscription.circuit_open_until, claimed_until=None)
         return delivery.status
-    # Consent, vertical and the integration's state, re-checked now (spec §4.3).
-    payload = visible_body(delivery.event, subscription.integration)
     if payload is None:
         with transaction.atomic():
             _audit_attempt(delivery, subscription, AuditResult.DENIED, error="not visible to the subscriber at delivery time")
             return _finish(delivery, DeliveryStatus.SKIPPED, "not visible to the subscriber at delivery time")
-    try:
-        check_target(subscription.url)
-    except ApiError as exc:
+    if subscription.url not in targets:
+        try:
+            check_target(subscription.url)
+            targets[subscription.url] = None
+        except ApiError as exc:
+            targets[subscription.url] = str(exc.detail)
+    if targets[subscription.url] is not None:
         with transaction.atomic():
-            return _finish(delivery, DeliveryStatus.DEAD, str(exc.detail))
-    body = json.dumps(payload, separators=(",", ":"))
-    timestamp = str(int(time.time()))
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": str(delivery.id),
-        "webhook-timestamp": timestamp,
-        "webhook-signature": sign(subscription.secret, str(delivery.id), timestamp, body),
-        "user-agent": "SCP-Integration-Layer-Webhooks/1",
-    }
+            return _finish(delivery, DeliveryStatus.DEAD, targets[subscription.url])
+    return None
+
+
+def _post(delivery, session=None):
+    """The signed POST: (status code, error, Retry-After, whether anything may have arrived,
+    duration in ms)."""
     started = time.monotonic()
     status_code, error, retry_after, sent = None, "", None, True
     try:
-        response = (session or _http()).post(subscription.url, data=body, headers=headers, timeout=10, allow_redirects=False)
+        response = (session or _http()).post(delivery.subscription.url, data=delivery.outgoing.body,
+                                             headers=delivery.outgoing.headers, timeout=10, allow_redirects=False)
         status_code, retry_after = response.status_code, _retry_after(response)
     except requests.RequestException as exc:
         error = exc.__class__.__name__
         sent = not _never_connected(exc)
-    duration_ms = int((time.monotonic() - started) * 1000)
+    return status_code, error, retry_after, sent, int((time.monotonic() - started) * 1000)
+
+
+def _posted(deliveries, session, concurrency):
+    """(delivery, outcome) of their POSTs, each as it completes (a slow endpoint does not hold
+    back the recording of the others), up to `concurrency` in flight at once on the process's
+    sender threads (each with its own keep-alive session); one alone is sent from the calling
+    thread."""
+    concurrency = concurrency or settings.SCP_WEBHOOK_CONCURRENCY
+    if len(deliveries) <= 1 or concurrency <= 1 or session is not None:
+        for delivery in deliveries:
+            yield delivery, _post(delivery, session)
+        return
+    futures = {_senders(concurrency).submit(_post, delivery): delivery for delivery in deliveries}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
+
+
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+def _senders(size):
+    """The process's pool of `size` sender threads (made on first use, in this process: a
+    forked worker does not inherit its parent's threads)."""
+    key = (os.getpid(), size)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook-post")
+        return _pools[key]
+
+
+def _record(delivery, outcome, now):
+    """The attempt, recorded in one short transaction: its row, its audit record and
+    disclosure, the delivery's next state; returns that state (None: the lease ran out and
+    another attempt decides)."""
+    status_code, error, retry_after, sent, duration_ms = outcome
+    subscription, outgoing = delivery.subscription, delivery.outgoing
     # Once a connection was made the body may have arrived, whatever came back (an answer, a
     # timeout, a reset): a disclosure. Only an attempt that never connected released nothing.
-    released = release_of(delivery.event, payload, subscription.integration, Channel.WEBHOOK) if sent else None
+    released = release_of(delivery.event, outgoing.payload, subscription.integration, Channel.WEBHOOK) if sent else None
+    delivered = status_code is not None and 200 <= status_code < 300
     with transaction.atomic():
-        current = Delivery.objects.select_for_update().filter(pk=delivery.pk).values("attempts", "claimed_until").get()
-        delivery.attempts = current["attempts"] + 1
+        # Still ours? The lease is checked, and the row locked, by the write itself: nothing
+        # else counts attempts while the lease holds, so the claim's count is current.
+        delivery.attempts = outgoing.attempts + 1
+        mine = Delivery.objects.filter(pk=delivery.pk, claimed_until=outgoing.lease)
+        if delivered:
+            delivery.status, delivery.last_error, delivery.delivered_at, delivery.claimed_until = (
+                DeliveryStatus.DELIVERED, "", now, None)
+            held = mine.update(status=delivery.status, attempts=delivery.attempts, last_error="", delivered_at=now,
+                               claimed_until=None)
+        else:
+            held = mine.update(attempts=delivery.attempts)
+        if not held:  # the lease ran out and another worker took over: it decides
+            current = Delivery.objects.select_for_update().filter(pk=delivery.pk).values_list("attempts", flat=True).get()
+            delivery.attempts = current + 1
+            Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts)
         DeliveryAttempt.objects.create(
             delivery=delivery, number=delivery.attempts, attempted_at=now, status_code=status_code, error=error,
             duration_ms=duration_ms,
         )
-        delivered = status_code is not None and 200 <= status_code < 300
         _audit_attempt(delivery, subscription, AuditResult.SUCCESS if delivered else AuditResult.FAILURE,
                        status_code=status_code, error=error or (f"HTTP {status_code}" if not delivered else ""),
                        duration_ms=duration_ms, disclosures=[released] if released else ())
-        if current["claimed_until"] != lease:  # the lease ran out and another worker took over: it decides
-            Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts)
+        if not held:
             return None
-        # The subscription's counters under its row lock: concurrent deliveries share it.
+        if delivered:
+            # Clear the endpoint's failure counters only where they are set: no write, and no
+            # wait for the row, while they are clear (a failing attempt holds it while it counts).
+            Subscription.objects.filter(Q(consecutive_failures__gt=0) | Q(circuit_open_until__isnull=False),
+                                        pk=subscription.pk).update(consecutive_failures=0, circuit_open_until=None)
+            _count(delivery, DeliveryStatus.DELIVERED)
+            return DeliveryStatus.DELIVERED
+        # The subscription's counters under its row lock: concurrent failures share it.
         subscription = Subscription.objects.select_for_update().select_related("integration__tenant").get(pk=subscription.pk)
         delivery.subscription = subscription
-        if delivered:
-            if subscription.consecutive_failures or subscription.circuit_open_until:  # a write only when it changes
-                subscription.consecutive_failures = 0
-                subscription.circuit_open_until = None
-                subscription.save(update_fields=["consecutive_failures", "circuit_open_until"])
-            delivery.delivered_at = now
-            return _finish(delivery, DeliveryStatus.DELIVERED, "")
         return _failed(delivery, subscription, status_code, error, retry_after, now)
 
 
-def _claim(delivery_id, now):
-    """Claim a due delivery for a lease (one UPDATE); returns the lease, or None when it is not
-    due, done, or claimed by a live attempt elsewhere."""
-    real_now = timezone.now()
-    lease = real_now + LEASE
-    claimed = Delivery.objects.filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=real_now),
-        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now,
-    ).update(claimed_until=lease)
-    return lease if claimed else None
-
-
 def deliver_many(delivery_ids, *, concurrency=None):
-    """Attempt these deliveries with up to `concurrency` (SCP_WEBHOOK_CONCURRENCY) in flight at
-    once, each in its own thread with its own database connection; returns their statuses."""
+    """Attempt these deliveries, claimed BATCH at a time by one statement, with up to
+    `concurrency` (SCP_WEBHOOK_CONCURRENCY) POSTs in flight at once; returns their statuses."""
     ids = list(delivery_ids)
-    if not ids:
-        return []
-    workers = min(concurrency or settings.SCP_WEBHOOK_CONCURRENCY, len(ids))
-    if workers <= 1:
-        return [deliver(delivery_id) for delivery_id in ids]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook") as pool:
-        return list(pool.map(_deliver_in_thread, ids))
-
-
-def _deliver_in_thread(delivery_id):
-    try:
-        return deliver(delivery_id)
-    finally:
-        connection.close()  # this thread's own connection
+    statuses = []
+    for start in range(0, len(ids), BATCH):
+        statuses += deliver_batch(ids[start:start + BATCH], concurrency=concurrency)
+    return statuses
 
 
 def _never_connected(exc):
@@ -255,13 +368,17 @@ def _audit_attempt(delivery, subscription, result, *, status_code=None, error=""
 
 
 def _finish(delivery, status, error):
-    count_webhook(tenant=delivery.event.tenant.code, integration_id=delivery.subscription.integration_id,
-                  result="retry" if status == DeliveryStatus.PENDING else status)
+    _count(delivery, status)
     delivery.status = status
     delivery.last_error = error[:300]
     delivery.claimed_until = None  # the attempt is over: the next one may claim it
-    delivery.save()
+    delivery.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "delivered_at", "claimed_until"])
     return status
+
+
+def _count(delivery, status):
+    count_webhook(tenant=delivery.event.tenant.code, integration_id=delivery.subscription.integration_id,
+                  result="retry" if status == DeliveryStatus.PENDING else status)
 
 
 def _failed(delivery, subscription, status_code, error, retry_after, now):
@@ -309,4 +426,4 @@ def due_deliveries(now=None, limit=500):
     )
 
 
-__all__ = ["Subscription", "check_target", "deliver", "deliver_many", "due_deliveries", "new_secret", "next_attempt", "sign"]
+__all__ = ["Subscription", "check_target", "deliver", "deliver_batch", "deliver_many", "due_deliveries", "new_secret", "next_attempt", "sign"]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditRecord, Incident, IncidentKind
@@ -16,6 +16,7 @@ from exchange.batch import import_store, run_import
 from exchange.connectors import connector_run
 from exchange.deliveries import delivery_replay
 from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus, Event, Subscription
+from exchange.tasks import deliver_webhook_task, deliver_webhooks_task
 from lifecycle.consent import consent_record
 from scp_core.models import ConsentStatus
 
@@ -211,7 +212,7 @@ def test_many_deliveries_are_in_flight_at_once_and_no_row_is_locked_while_they_w
         for _ in range(6):
             _push(api, partner, person)
         ids = list(Delivery.objects.filter(subscription=subscription).values_list("pk", flat=True))
-        runner = threading.Thread(target=lambda: results.extend(webhooks.deliver_many(ids, concurrency=6)))
+        runner = threading.Thread(target=_in_thread(lambda: results.extend(webhooks.deliver_many(ids, concurrency=6))))
         runner.start()
         deadline = time.monotonic() + 20
         while len(receiver.waiting) < 6 and time.monotonic() < deadline:
@@ -226,3 +227,198 @@ def test_many_deliveries_are_in_flight_at_once_and_no_row_is_locked_while_they_w
     assert all(d.attempts == 1 and d.claimed_until is None for d in Delivery.objects.filter(pk__in=ids))
     assert DeliveryAttempt.objects.filter(delivery_id__in=ids).count() == 6
     assert AuditRecord.objects.filter(event_type=AuditEvent.WEBHOOK_ATTEMPT, details__delivery__in=[str(i) for i in ids]).count() == 6
+
+
+def _in_thread(work):
+    """`work` for a thread of its own: its database connection closed when it ends."""
+    def run():
+        try:
+            work()
+        finally:
+            connection.close()
+    return run
+
+
+def _attempt_audits(ids):
+    return AuditRecord.objects.filter(event_type=AuditEvent.WEBHOOK_ATTEMPT, details__delivery__in=[str(i) for i in ids])
+
+
+def test_a_batch_is_claimed_at_once_and_each_delivery_sent_signed_and_recorded(api, setup, staff, demo):
+    """deliver_webhooks_task: several deliveries claimed by one statement and sent concurrently;
+    each is signed, and has its attempt row, audit record and disclosure; consent is checked
+    per delivery (a withdrawn person's delivery in the same batch is skipped)."""
+    partner, person = setup
+    other = make_person(demo["ke"], "66600002", [(demo["health"], ConsentStatus.GRANTED)])
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        for someone in (person, person, other, person):
+            _push(api, partner, someone)
+        consent_record(person=other, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+        ids = [str(pk) for pk in Delivery.objects.filter(subscription=subscription).order_by("event_id").values_list("pk", flat=True)]
+        assert deliver_webhooks_task(ids) == 4
+    statuses = dict(Delivery.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert [statuses[Delivery._meta.pk.to_python(i)] for i in ids] == [DeliveryStatus.DELIVERED] * 2 + [DeliveryStatus.SKIPPED, DeliveryStatus.DELIVERED]
+    assert sorted(h["webhook-id"] for h, _ in receiver.received) == sorted(ids[:2] + ids[3:])  # each verified
+    assert {p["data"]["person_id"] for _, p in receiver.received} == {str(person.pk)}
+    assert DeliveryAttempt.objects.filter(delivery_id__in=ids).count() == 3
+    audits = _attempt_audits(ids)
+    assert audits.count() == 4 and audits.filter(result="denied").count() == 1
+    assert all(a.disclosures.count() == 1 for a in audits.filter(result="success"))
+    assert not Delivery.objects.filter(pk__in=ids, claimed_until__isnull=False).exists()
+
+
+def test_a_withdrawal_between_claim_and_send_sends_nothing_about_the_person(api, setup, staff, demo):
+    """Consent is checked after the claim, at send time: a withdrawal that lands after the
+    delivery was claimed still blocks it."""
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        now = timezone.now()
+        leases = webhooks._claim([str(delivery.pk)], now)
+        assert list(leases) == [str(delivery.pk)]
+        consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+        assert webhooks._deliver_claimed(leases, now) == {str(delivery.pk): DeliveryStatus.SKIPPED}
+    assert receiver.received == []
+    assert _attempt_audits([delivery.pk]).get().result == "denied"
+
+
+def test_a_withdrawal_after_a_failed_attempt_blocks_the_retry(api, setup, staff, demo):
+    partner, person = setup
+    with Receiver(statuses=[503]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        assert webhooks.deliver_many([delivery.pk]) == [DeliveryStatus.PENDING]
+        consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+        later = timezone.now() + datetime.timedelta(minutes=1)
+        assert webhooks.deliver_batch([delivery.pk], now=later) == [DeliveryStatus.SKIPPED]
+    assert len(receiver.received) == 1  # the first attempt only
+
+
+def test_a_redelivered_task_sends_nothing_twice(api, setup):
+    """Celery may run a task again (acks_late, a lost worker): the claim decides, so the same
+    delivery task or batch task run twice sends and records each delivery once."""
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        for _ in range(3):
+            _push(api, partner, person)
+        ids = [str(pk) for pk in Delivery.objects.filter(subscription=subscription).values_list("pk", flat=True)]
+        assert deliver_webhook_task(ids[0]) == DeliveryStatus.DELIVERED
+        assert deliver_webhook_task(ids[0]) is None  # the same task again
+        assert deliver_webhooks_task(ids) == 2  # a batch holding it too: the other two only
+        assert deliver_webhooks_task(ids) == 0  # and that batch again
+    assert sorted(h["webhook-id"] for h, _ in receiver.received) == sorted(ids)
+    assert DeliveryAttempt.objects.filter(delivery_id__in=ids).count() == 3
+    assert _attempt_audits(ids).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_redelivered_while_the_first_is_in_flight_sends_nothing(api, setup):
+    partner, person = setup
+    first = []
+    with Receiver(hold=True) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        for _ in range(2):
+            _push(api, partner, person)
+        ids = [str(pk) for pk in Delivery.objects.filter(subscription=subscription).values_list("pk", flat=True)]
+        runner = threading.Thread(target=_in_thread(lambda: first.append(deliver_webhooks_task(ids))))
+        runner.start()
+        deadline = time.monotonic() + 20
+        while len(receiver.waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(receiver.waiting) == 2
+        assert deliver_webhooks_task(ids) == 0  # redelivered while the first waits on the receiver
+        receiver.release()
+        runner.join(30)
+    assert first == [2] and len(receiver.received) == 2
+    assert DeliveryAttempt.objects.filter(delivery_id__in=ids).count() == 2
+
+
+def test_an_attempt_whose_lease_ran_out_is_recorded_and_leaves_the_outcome_to_the_new_one(api, setup):
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        now = timezone.now()
+        stale = webhooks._claim([str(delivery.pk)], now)
+        # The first attempt stalls past its lease; another takes the delivery over and delivers it
+        Delivery.objects.filter(pk=delivery.pk).update(claimed_until=now - datetime.timedelta(seconds=1))
+        assert webhooks.deliver(delivery.pk) == DeliveryStatus.DELIVERED
+        # When the stalled one finally sends, it records its attempt but decides nothing
+        assert webhooks._deliver_claimed(stale, now) == {str(delivery.pk): None}
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED and delivery.attempts == 2
+    assert sorted(delivery.attempt_log.values_list("number", flat=True)) == [1, 2]
+    assert _attempt_audits([delivery.pk]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_success_neither_waits_for_nor_writes_the_subscription_unless_its_failure_counters_are_set(api, setup):
+    """Deliveries to one endpoint do not queue on its row: while another transaction holds the
+    subscription's row lock, a successful delivery is recorded without waiting for it; once
+    failures were counted, the next success clears them."""
+    partner, person = setup
+    held, release, done = threading.Event(), threading.Event(), []
+
+    def hold_subscription_row():
+        with transaction.atomic():
+            Subscription.objects.select_for_update().get(pk=subscription.pk)
+            held.set()
+            release.wait(30)
+
+    with Receiver(statuses=[503]) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        for _ in range(3):
+            _push(api, partner, person)
+        first, second, third = Delivery.objects.filter(subscription=subscription).order_by("event_id")
+        assert webhooks.deliver(first.pk) == DeliveryStatus.PENDING  # 503: counted
+        subscription.refresh_from_db()
+        assert subscription.consecutive_failures == 1
+        assert webhooks.deliver(second.pk) == DeliveryStatus.DELIVERED  # clears the count
+        subscription.refresh_from_db()
+        assert subscription.consecutive_failures == 0
+        holder = threading.Thread(target=_in_thread(hold_subscription_row))
+        holder.start()
+        try:
+            assert held.wait(10)
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '3s'")  # waiting for the row would fail the delivery
+            try:
+                done.append(webhooks.deliver(third.pk))
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET lock_timeout = 0")
+        finally:
+            release.set()
+            holder.join(30)
+    assert done == [DeliveryStatus.DELIVERED]
+
+
+def test_an_event_for_several_subscriptions_is_one_batch_task(api, setup, django_capture_on_commit_callbacks):
+    """An event's fan-out is queued as one deliver_webhooks_task: each subscription gets its own
+    signed delivery, from one claim."""
+    from scp_portal.celery import app
+
+    partner, person = setup
+    sent = []
+    with Receiver() as first, Receiver() as second:
+        one, first.secret = _subscribe(api, partner, first.url)
+        two, second.secret = _subscribe(api, partner, second.url)
+        eager = app.conf.task_always_eager
+        app.conf.task_always_eager = True  # the task runs here, at commit, as a worker would run it
+        original = deliver_webhooks_task.run
+        deliver_webhooks_task.run = lambda ids: sent.append(list(ids)) or original(ids)
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                _push(api, partner, person)
+        finally:
+            app.conf.task_always_eager = eager
+            deliver_webhooks_task.run = original
+    ids = {str(d.pk) for d in Delivery.objects.filter(subscription__in=[one, two])}
+    assert len(sent) == 1 and set(sent[0]) == ids and len(ids) == 2
+    assert len(first.received) == 1 and len(second.received) == 1
+    assert set(Delivery.objects.filter(pk__in=ids).values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}

@@ -71,7 +71,9 @@ class EventFeedView(GovernedAPIView):
         )
         # Only the verticals the token carries (the strictest intersection, as everywhere).
         in_token = [e for e in events if e.vertical_id is None or e.vertical.code in self.principal.token_verticals]
-        visible = [(e, body) for e in in_token if (body := events_module.visible_body(e, integration)) is not None]
+        # One consent query for the page (per vertical), not one per event.
+        bodies = events_module.visible_bodies([(e, integration) for e in in_token])
+        visible = [(e, body) for e, body in zip(in_token, bodies) if body is not None]
         self.audit_details(events={"scanned": len(events), "returned": len(visible)})
         self.disclose(*events_module.merged(
             r for e, body in visible if (r := events_module.release_of(e, body, integration, Channel.EVENTS_FEED))))
