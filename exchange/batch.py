@@ -6,6 +6,8 @@ import csv
 import datetime
 import json
 import logging
+import operator
+import re
 import uuid
 from pathlib import Path
 
@@ -92,14 +94,21 @@ def _rows(job, schema):
         if job.file_format == "csv":
             reader = csv.reader(handle)
             header = next(reader)
+            width, person_at = len(header), header.index("person_id")
+            names = [name for name in header if name != "person_id"]
+            cells = _cells_getter([i for i, name in enumerate(header) if name != "person_id"])
+            # Only the cells whose contract type is not a string need a cast.
+            casts = [(name, types[name]) for name in names if types.get(name) in ("integer", "number", "boolean")]
             for line, values in enumerate(reader, start=1):
                 if line < job.next_line:
                     continue
-                if len(values) != len(header):
-                    yield line, None, [{"field": None, "message": f"expected {len(header)} columns"}]
+                if len(values) != width:
+                    yield line, None, [{"field": None, "message": f"expected {width} columns"}]
                     continue
-                row = dict(zip(header, values))
-                yield line, row.pop("person_id"), {k: cast_cell(v, types.get(k)) for k, v in row.items()}
+                data = dict(zip(names, cells(values)))
+                for name, json_type in casts:
+                    data[name] = cast_cell(data[name], json_type)
+                yield line, values[person_at], data
         else:
             for line, text in enumerate(handle, start=1):
                 if line < job.next_line or not text.strip():
@@ -112,6 +121,13 @@ def _rows(job, schema):
                     yield line, None, [{"field": None, "message": "not a JSON object"}]
                     continue
                 yield line, row.pop("person_id", None), row
+
+
+def _cells_getter(indices):
+    """values -> the tuple of the cells at `indices` (operator.itemgetter, in C, for two or more)."""
+    if len(indices) > 1:
+        return operator.itemgetter(*indices)
+    return lambda values: tuple(values[i] for i in indices)
 
 
 def cast_cell(value, json_type):
@@ -196,7 +212,14 @@ def _stop(job, denied):
     return ImportStatus.FAILED
 
 
+_UNREADABLE = object()  # the person key of a line that could not be read as a row
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
 def uuid_or_none(value):
+    """`value` as a canonical UUID string, or None when it is no UUID."""
+    if isinstance(value, str) and _CANONICAL_UUID(value):
+        return value  # already what str(uuid.UUID(value)) gives: no need to build the object
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
@@ -204,41 +227,53 @@ def uuid_or_none(value):
 
 
 def _write_chunk(job, batch, validator):
-    """Validate and write one chunk and move the checkpoint, in one transaction."""
+    """Validate and write one chunk and move the checkpoint, in one transaction. Every row is
+    checked (contract, tenant, consent) and every rejected one explained; the per-row work is
+    the compiled contract check and set look-ups, the tenant and consent checks are two
+    set-based queries for the chunk, and the rows reach the table by COPY."""
     data_scope = _current_scope(job)
     denied = data_scope.refusal(write=True)
     if denied is not None:
         return _stop(job, denied)
-    valid_ids = {uuid_or_none(pid) for _, pid, _ in batch} - {None}
-    tenant_persons = {str(p) for p in data_scope.tenant_persons().filter(pk__in=_id_set(valid_ids)).values_list("pk", flat=True)}
-    consenting = data_scope.consenting(_id_set(tenant_persons))
-    records, errors = [], []
+    person_keys = {}  # each distinct person id of the chunk parsed once
+    checked = []  # (line, person key, data, its contract violations)
     for line, pid, data in batch:
         if pid is None and isinstance(data, list):
-            errors.append(ImportRowError(job=job, line=line, errors=data))
+            checked.append((line, _UNREADABLE, None, data))
             continue
-        problems = validator.errors(data)
-        key = uuid_or_none(pid)
-        if key not in tenant_persons:
-            problems.append({"field": "person_id", "message": "no such person in this tenant"})
-        elif key not in consenting:
-            problems.append({"field": "person_id", "message": "consent for this vertical is not in effect"})
-        if problems:
-            errors.append(ImportRowError(job=job, line=line, errors=problems))
-        else:
-            records.append((key, data, f"{job.pk}:{line}"))
+        key = person_keys.get(pid, _UNREADABLE) if isinstance(pid, str) else uuid_or_none(pid)
+        if key is _UNREADABLE:
+            key = person_keys[pid] = uuid_or_none(pid)
+        checked.append((line, key, data, validator.errors(data)))
     last_line = batch[-1][0]
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.next_line > batch[0][0]:
             return "lost the job"  # another worker took over and got further: stop here
-        inserted = _insert_records(job, records)
-        if inserted:  # one event per chunk (at most ceil(rows / CHUNK_ROWS) per file), in its transaction
+        # Tenant and consent asked in the transaction that writes, for the chunk's persons at once.
+        valid_ids = {key for _line, key, _data, _problems in checked if key and key is not _UNREADABLE}
+        tenant_persons = {str(p) for p in data_scope.tenant_persons().filter(pk__in=_id_set(valid_ids))
+                          .values_list("pk", flat=True)}
+        consenting = data_scope.consenting(_id_set(tenant_persons)) if tenant_persons else set()
+        records, errors = [], []
+        for line, key, data, problems in checked:
+            if key is _UNREADABLE:
+                errors.append(ImportRowError(job=job, line=line, errors=problems))
+                continue
+            if key not in tenant_persons:
+                problems.append({"field": "person_id", "message": "no such person in this tenant"})
+            elif key not in consenting:
+                problems.append({"field": "person_id", "message": "consent for this vertical is not in effect"})
+            if problems:
+                errors.append(ImportRowError(job=job, line=line, errors=problems))
+            else:
+                records.append((line, key, data))
+        written, written_records = _insert_records(job, records)
+        if written:  # one event per chunk (at most ceil(rows / CHUNK_ROWS) per file), in its transaction
             emit(event_type=EventType.RECORDS_IMPORTED, tenant=job.integration.tenant, vertical=job.vertical,
                  integration=job.integration,
                  data={"import_job": str(job.pk), "vertical": job.vertical.code, "record_type": job.record_type,
-                       "lines": [batch[0][0], last_line],
-                       "records": [{"record_id": str(rid), "person_id": str(pid)} for rid, pid in inserted]})
+                       "lines": [batch[0][0], last_line], "records": written_records})
         ImportRowError.objects.bulk_create(errors, ignore_conflicts=True)
         count_batch_rows(integration=job.integration, kind="import", outcome="written", rows=len(records))
         count_batch_rows(integration=job.integration, kind="import", outcome="failed", rows=len(errors))
@@ -258,36 +293,46 @@ def _id_set(ids):
 
 
 def _insert_records(job, records):
-    """Insert (person id, data, natural key) rows, skipping natural keys already written, and
-    return the (record id, person id) of the rows inserted. On PostgreSQL they are streamed with
-    COPY into a temporary table and inserted from there in one statement, several times faster
-    than INSERTs built by the ORM."""
+    """Insert (line, person id, data) rows under their natural key (job:line), skipping keys
+    already written, and return how many were inserted and the event's list of them
+    ({record_id, person_id} in line order). On PostgreSQL they are streamed with COPY into a
+    temporary table and inserted from there in one statement, which also builds that list, so
+    no inserted id comes back through Python one by one."""
+    prefix = f"{job.pk}:"
     if connection.vendor != "postgresql":
-        keys = [key for _pid, _data, key in records]
+        keys = [f"{prefix}{line}" for line, _pid, _data in records]
         known = set(VerticalRecord.objects.filter(import_key__in=keys).values_list("import_key", flat=True))
         fresh = [VerticalRecord(person_id=pid, vertical=job.vertical, record_type=job.record_type, data=data,
                                 source_integration=job.integration, import_key=key)
-                 for pid, data, key in records if key not in known]
+                 for key, (_line, pid, data) in zip(keys, records) if key not in known]
         VerticalRecord.objects.bulk_create(fresh, ignore_conflicts=True)
-        return [(r.id, r.person_id) for r in fresh]
+        return len(fresh), [{"record_id": str(r.id), "person_id": str(r.person_id)} for r in fresh]
+    if not records:
+        return 0, []
+    dumps = json.dumps
     with connection.cursor() as cursor:
         # The session's own table, dropped at commit (emptied first in case an outer
         # transaction keeps it alive across chunks).
         cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS scp_import_rows "
-                       "(person_id uuid, data jsonb, import_key text) ON COMMIT DROP")
+                       "(line integer, person_id uuid, data jsonb) ON COMMIT DROP")
         cursor.execute("TRUNCATE scp_import_rows")
-        with cursor.cursor.copy("COPY scp_import_rows (person_id, data, import_key) FROM STDIN") as copy:
-            for pid, data, key in records:
-                copy.write_row((pid, json.dumps(data), key))
+        with cursor.cursor.copy("COPY scp_import_rows (line, person_id, data) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for line, pid, data in records:
+                write_row((line, pid, dumps(data)))
         now = timezone.now()
         cursor.execute(
-            f"INSERT INTO {VerticalRecord._meta.db_table} (id, person_id, vertical_id, record_type, data, "
-            "source_integration_id, import_key, created_at, updated_at) "
-            "SELECT gen_random_uuid(), person_id, %s, %s, data, %s, import_key, %s, %s FROM scp_import_rows "
-            "ON CONFLICT (import_key) DO NOTHING RETURNING id, person_id",
-            [job.vertical_id, job.record_type, job.integration_id, now, now],
+            f"WITH written AS (INSERT INTO {VerticalRecord._meta.db_table} (id, person_id, vertical_id, record_type, "
+            "data, source_integration_id, import_key, created_at, updated_at) "
+            "SELECT gen_random_uuid(), person_id, %s, %s, data, %s, %s || line, %s, %s FROM scp_import_rows "
+            "ON CONFLICT (import_key) DO NOTHING RETURNING id, person_id, import_key) "
+            # same prefix, so (length, key) is line order
+            "SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('record_id', id, 'person_id', person_id) "
+            "ORDER BY length(import_key), import_key), '[]')::text FROM written",
+            [job.vertical_id, job.record_type, job.integration_id, prefix, now, now],
         )
-        return cursor.fetchall()
+        written, listed = cursor.fetchone()
+    return written, json.loads(listed) if written else []
 
 
 def import_resume(job):

@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from exchange import batch
 from exchange.batch import CHUNK_ROWS, import_store, run_import
 from exchange.jobs import requeue_stalled
-from exchange.models import ExportJob, ImportJob, ImportStatus
+from exchange.models import Event, ExportJob, ImportJob, ImportRowError, ImportStatus
 from lifecycle.demo import seed_persons
 from scp_core.models import ConsentStatus, Person, VerticalRecord
 from scp_portal.monitoring import compliance
@@ -89,14 +90,23 @@ def test_rows_are_validated_and_errors_reported_per_row(api, staff, demo, keyclo
         f"{withdrawn.pk},BCG,1,2026-01-02\n"
         f"{ug.pk},BCG,1,2026-01-02\n"
         "not-a-uuid,BCG,1,2026-01-02\n"
+        f"{str(ok.pk).upper()},OPV,2,2026-01-03\n"  # the person's id in another spelling
     ).encode()
     response = _upload(api, partner, content)
     assert response.status_code == 202
     job_id = response.json()["id"]
     assert run_import(job_id) == ImportStatus.COMPLETED  # the task body, run here
     job = ImportJob.objects.get(pk=job_id)
-    assert (job.rows_total, job.rows_done, job.rows_failed) == (5, 5, 4)
-    assert VerticalRecord.objects.filter(import_key__startswith=f"{job_id}:").count() == 1
+    assert (job.rows_total, job.rows_done, job.rows_failed) == (6, 6, 4)
+    written = VerticalRecord.objects.filter(import_key__startswith=f"{job_id}:")
+    assert sorted(written.values_list("import_key", "person_id", "data__dose")) == [
+        (f"{job_id}:1", ok.pk, 1), (f"{job_id}:6", ok.pk, 2)]
+    assert sorted(ImportRowError.objects.filter(job_id=job_id).values_list("line", flat=True)) == [2, 3, 4, 5]
+    # The chunk's event lists exactly the records written, in line order.
+    event = Event.objects.get(event_type="records.imported", data__import_job=str(job_id))
+    assert event.data["records"] == [{"record_id": str(written.get(import_key=f"{job_id}:{line}").pk), "person_id": str(ok.pk)}
+                                     for line in (1, 6)]
+    assert event.data["lines"] == [1, 6]
     report = api.get(f"/api/v1/imports/{job_id}/errors/").content.decode()
     assert "consent for this vertical is not in effect" in report and "no such person in this tenant" in report
     assert report.count("\n") >= 5
@@ -131,6 +141,40 @@ def test_an_import_of_several_chunks_inside_an_outer_transaction_writes_every_ro
     job.refresh_from_db()
     assert (job.rows_done, job.rows_failed) == (rows, 0)
     assert VerticalRecord.objects.filter(import_key__startswith=f"{job.pk}:").count() == rows
+
+
+@pytest.mark.django_db  # inline: the chunk that fails is rolled back whole, the rerun writes each row once
+def test_a_chunk_failing_after_its_insert_leaves_nothing_and_the_rerun_writes_and_announces_each_row_once(
+        staff, demo, keycloak_clients, tmp_path, settings, monkeypatch):
+    settings.SCP_IMPORT_DIR = str(tmp_path)
+    partner = activate(staff, demo, keycloak_clients, name="half")
+    persons = [str(make_person(demo["ke"], f"4700{i:04d}", [(demo["health"], ConsentStatus.GRANTED)]).pk) for i in range(3)]
+    rows = 3 * CHUNK_ROWS
+    job = import_store(integration=partner.integration, vertical=demo["health"], record_type="immunization",
+                       upload=SimpleUploadedFile("rows.csv", _csv(persons, rows)))
+    real, calls = batch._insert_records, []
+
+    def fails_on_the_second_chunk(job, records):
+        written = real(job, records)  # the rows are in the table (uncommitted) ...
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise RuntimeError("worker lost after the second chunk's INSERT")  # ... and the chunk fails
+        return written
+
+    monkeypatch.setattr(batch, "_insert_records", fails_on_the_second_chunk)
+    assert run_import(job.pk) == ImportStatus.QUEUED  # the first failure: tried again
+    job.refresh_from_db()
+    records = VerticalRecord.objects.filter(import_key__startswith=f"{job.pk}:")
+    assert (job.next_line, job.rows_done, records.count()) == (CHUNK_ROWS + 1, CHUNK_ROWS, CHUNK_ROWS)
+    monkeypatch.setattr(batch, "_insert_records", real)
+    assert run_import(job.pk) == ImportStatus.COMPLETED
+    job.refresh_from_db()
+    assert (job.rows_done, job.rows_failed, records.count()) == (rows, 0, rows)
+    assert records.values("import_key").distinct().count() == rows
+    events = Event.objects.filter(event_type="records.imported", data__import_job=str(job.pk)).order_by("id")
+    assert [e.data["lines"] for e in events] == [[1, CHUNK_ROWS], [CHUNK_ROWS + 1, 2 * CHUNK_ROWS], [2 * CHUNK_ROWS + 1, rows]]
+    announced = [r["record_id"] for e in events for r in e.data["records"]]
+    assert sorted(announced) == sorted(str(pk) for pk in records.values_list("pk", flat=True))
 
 
 def test_a_poisoned_import_ends_failed_after_two_tries_and_says_why(api, staff, demo, keycloak_clients, tmp_path, settings):
