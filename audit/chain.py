@@ -131,12 +131,14 @@ def verify_chain(chain, *, chunk=2000):
         c.seq: c for c in AuditCheckpoint.objects.filter(chain=chain, seq__gt=seq, is_anchor=False)
     }
     checked, last_record_id, last_sealed_at = 0, 0, None
-    seals = AuditSeal.objects.filter(chain=chain, seq__gt=seq).order_by("seq")
-    for start in range(0, 1 << 62, chunk):
-        batch = list(seals[start:start + chunk])
+    while True:
+        # Keyset, not OFFSET: each chunk starts where the last one ended (an offset would reread
+        # the chain up to it, quadratic in its length).
+        batch = list(AuditSeal.objects.filter(chain=chain, seq__gt=seq).order_by("seq")[:chunk])
         if not batch:
             break
-        records = {r.id: r for r in AuditRecord.objects.select_related("tenant").filter(id__in=[s.record_id for s in batch])}
+        records = {r.id: r for r in
+                   AuditRecord.objects.select_related("tenant").filter(id__in=ledger.among(s.record_id for s in batch))}
         disclosures = ledger.grouped(list(records))
         for seal in batch:
             if seal.seq != seq + 1:

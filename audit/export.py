@@ -26,7 +26,10 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
     out.mkdir(parents=True, exist_ok=True)
     # A period is exported as the contiguous stretch of the chain from the first record in it
     # to the last, so that it verifies on its own (late-sealed neighbours come along).
-    seals = AuditSeal.objects.filter(chain=chain)
+    # Seals at or below the retention anchor are no longer part of the chain (a purge deletes
+    # them in its last step, audit.retention): the export starts after the anchor.
+    anchor = AuditCheckpoint.objects.filter(chain=chain, is_anchor=True).order_by("-seq").first()
+    seals = AuditSeal.objects.filter(chain=chain, seq__gt=anchor.seq if anchor else 0)
     bounds = seals
     if since is not None:
         bounds = bounds.filter(record__occurred_at__gte=since)
@@ -47,7 +50,8 @@ def export_chain(*, tenant, out_dir, since=None, until=None, actor="", progress=
                 break
             # Records fetched apart from their seals: a seal whose record is gone still
             # appears (with no record) and the verifier names it, instead of vanishing.
-            records = {r.id: r for r in AuditRecord.objects.select_related("tenant").filter(id__in=[x.record_id for x in batch])}
+            records = {r.id: r for r in
+                       AuditRecord.objects.select_related("tenant").filter(id__in=ledger.among(x.record_id for x in batch))}
             disclosures = ledger.grouped(list(records))
             for seal in batch:
                 record = records.get(seal.record_id)

@@ -9,6 +9,7 @@ fields ({field: masking rule}), contract_version, person_ids."""
 import json
 
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 
 from .models import Disclosure
 from .verifier.scp_audit_verify import disclosure_document, disclosures_digest
@@ -68,10 +69,19 @@ def as_release(disclosure):
             "person_ids": disclosure.person_ids}
 
 
+def among(ids):
+    """The right side of an `__in` filter on thousands of ids: on PostgreSQL one array parameter
+    (binding a placeholder per id took a third of the chain's verification time at volume)."""
+    ids = list(ids)
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", [ids])
+    return ids
+
+
 def grouped(record_ids):
     """{record_id: [Disclosure]} of the given audit records."""
     found = {}
-    for disclosure in Disclosure.objects.filter(record_id__in=record_ids).order_by("id"):
+    for disclosure in Disclosure.objects.filter(record_id__in=among(record_ids)).order_by("id"):
         found.setdefault(disclosure.record_id, []).append(disclosure)
     return found
 

@@ -54,7 +54,8 @@ class AuditResult(models.TextChoices):
 
 
 class AuditRecord(models.Model):
-    """One audited event. Rows are only ever inserted."""
+    """One audited event. Rows are only ever inserted. In PostgreSQL the table is partitioned by
+    month of `occurred_at` (audit.partitions), its primary key (id, occurred_at)."""
 
     occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
     event_type = models.CharField(max_length=40, choices=AuditEvent.choices)
@@ -225,7 +226,9 @@ class Disclosure(models.Model):
     version, and the audit record it belongs to, which commits to it (a digest in its details,
     audit.ledger). Rows are only ever inserted, like the audit records."""
 
-    record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="disclosures")
+    # In PostgreSQL the key is (record_id, disclosed_at) → the record's (id, occurred_at), the
+    # partitioned table's primary key (audit migration 0017); a disclosure's time is its record's.
+    record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="disclosures", db_constraint=False)
     disclosed_at = models.DateTimeField()
     tenant = models.ForeignKey("scp_core.Tenant", on_delete=models.PROTECT, related_name="+")
     integration = models.ForeignKey("registry.Integration", on_delete=models.PROTECT, related_name="+")

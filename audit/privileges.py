@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 # the receiver before the models load; tests/test_database_roles.py checks the names.
 APPEND_ONLY_TABLES = ["audit_auditrecord", "audit_auditseal", "audit_auditcheckpoint", "audit_disclosure"]
 ANALYZE_FUNCTION = "scp_analyze(text[])"
+# The audit records' monthly partitions (migration 0017): the application creates them ahead
+# (beat task), the purge role alone drops one, each through its owner-run function only.
+ENSURE_PARTITIONS_FUNCTION = "scp_audit_ensure_partitions(timestamptz, timestamptz)"
+DROP_PARTITION_FUNCTION = "scp_audit_drop_partition(text)"
 
 
 def grant_roles(*, using="default", stdout=None):
@@ -47,6 +51,9 @@ def grant_roles(*, using="default", stdout=None):
                     stdout.write(message)
                 continue
             for statement in statements(connection.ops.quote_name(role)):
+                cursor.execute(statement)
+            for statement in _partition_rights(cursor, connection.ops.quote_name(role),
+                                               purge=role == settings.SCP_DB_PURGE_ROLE):
                 cursor.execute(statement)
             granted.append(role)
     return granted
@@ -78,6 +85,26 @@ def _purge_rights(role):
         f"GRANT INSERT, DELETE ON {append_only} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]
+
+
+def _partition_rights(cursor, role, *, purge):
+    """No right on a partition of an audit table itself: rows are read and appended through the
+    parent (whose rights PostgreSQL checks), never in a partition directly, where "ALL TABLES"
+    above would have granted UPDATE and DELETE. Partitions created later grant nothing. The
+    application may create months ahead, the purge role drop one, each through its function
+    (where the migration that makes them has run)."""
+    cursor.execute("""
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY(%s) ORDER BY c.relname
+    """, [APPEND_ONLY_TABLES])
+    statements = [f"REVOKE ALL ON {name} FROM {role}" for (name,) in cursor.fetchall()]
+    cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [DROP_PARTITION_FUNCTION])
+    if cursor.fetchone()[0]:
+        functions = f"{ENSURE_PARTITIONS_FUNCTION}, {DROP_PARTITION_FUNCTION}"
+        granted = DROP_PARTITION_FUNCTION if purge else ENSURE_PARTITIONS_FUNCTION
+        statements += [f"REVOKE ALL ON FUNCTION {functions} FROM PUBLIC, {role}",
+                       f"GRANT EXECUTE ON FUNCTION {granted} TO {role}"]
+    return statements
 
 
 def grant_after_migrate(sender, *, using, plan=None, stdout=None, **kwargs):

@@ -15,6 +15,8 @@ SCP_AUDIT_PUBLISHED_KEYS = env_list("SCP_AUDIT_PUBLISHED_KEYS", [])
 # Records not yet sealed this long after the newest seal are reported as inserted.
 SCP_AUDIT_SEAL_GRACE_SECONDS = env_int("SCP_AUDIT_SEAL_GRACE_SECONDS", 300)
 SCP_AUDIT_SEAL_BATCH = env_int("SCP_AUDIT_SEAL_BATCH", 5000)
+# Monthly partitions of the audit records are created this many months ahead (PostgreSQL).
+SCP_AUDIT_PARTITION_MONTHS_AHEAD = env_int("SCP_AUDIT_PARTITION_MONTHS_AHEAD", 3)
 
 from .base import BASE_DIR  # noqa: E402
 

@@ -22,6 +22,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 WEBHOOK_QUEUE = "webhooks"
 CELERY_TASK_ROUTES = {
     "exchange.tasks.deliver_webhook_task": {"queue": WEBHOOK_QUEUE},
+    "exchange.tasks.deliver_webhooks_task": {"queue": WEBHOOK_QUEUE},
     "exchange.tasks.deliver_due_webhooks_task": {"queue": WEBHOOK_QUEUE},
 }
 
@@ -36,6 +37,8 @@ CELERY_BEAT_SCHEDULE = {
     # Audit records are covered by the hash chain from their sealing on: every few seconds.
     "seal-audit": {"task": "audit.tasks.seal_audit_task", "schedule": 5.0},
     "purge-audit": {"task": "audit.tasks.purge_audit_task", "schedule": 3600.0},
+    # The audit records' monthly partitions, months ahead (an append never waits for one).
+    "audit-partitions": {"task": "audit.tasks.ensure_audit_partitions_task", "schedule": 86400.0},
     # Due webhook deliveries, including any the broker never carried (the outbox holds them).
     "deliver-due-webhooks": {"task": "exchange.tasks.deliver_due_webhooks_task", "schedule": 5.0},
     "expire-exports": {"task": "exchange.tasks.expire_exports_task", "schedule": 3600.0},
