@@ -35,7 +35,7 @@ PROFILES = {
 # connections, and seconds per measured run.
 CURVES = {
     "full": {"sizes": [100_000, 1_000_000], "connections": [2, 8], "seconds": 15},
-    "tiny": {"sizes": [1_000, 3_000], "connections": [2], "seconds": 1},
+    "tiny": {"sizes": [1_000, 3_000], "connections": [2], "seconds": 2},
 }
 
 
@@ -51,11 +51,15 @@ def main():
     parser.add_argument("--scale", metavar="SIZES",
                         help="with --curve: exactly these database sizes, e.g. 100000,1000000 (implies --curve)")
     parser.add_argument("--connections", help="with --curve: the numbers of connections (default 2,8)")
+    parser.add_argument("--audit-volume", type=int, metavar="N",
+                        help="only audit at volume (bench/audit_volume.py): append rate and audit_verify at N records")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.audit_volume:
+        return audit_volume(args.audit_volume, PROFILES["tiny" if args.tiny else "full"]["appends"], out)
     if args.curve or args.scale:
         profile = CURVES["tiny" if args.tiny else "full"]
         sizes = [int(n) for n in args.scale.split(",")] if args.scale else curve_sizes(profile["sizes"], args.persons)
@@ -88,19 +92,43 @@ def scale_curve(sizes, connections, seconds, out):
         raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
     tenant, vertical = data.seed(0)
     partnered = data.activate(tenant, vertical)
+
+    def save(points):
+        (out / "scale.json").write_text(json.dumps(points, indent=2))
+        (out / "scale.md").write_text(scale.markdown(points) + "\n")
+
     try:
         with tempfile.TemporaryDirectory(prefix="scp-bench-") as tmp:
             server = stack.gunicorn(Path(tmp), workers=os.cpu_count() or 2)
             try:
                 points = scale.curve(f"http://127.0.0.1:{server.port}", partnered, tenant, vertical, sizes=sizes,
-                                     connections=connections, seconds=seconds, log=_log)
+                                     connections=connections, seconds=seconds, log=_log, save=save)
             finally:
                 server.stop()
     finally:
         partnered.close()
-    (out / "scale.json").write_text(json.dumps(points, indent=2))
     table = scale.markdown(points)
-    (out / "scale.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def audit_volume(records, appends, out):
+    """The audit table at N records: append rate, audit_verify, retention (issue #12 item 6)."""
+    from django.conf import settings
+
+    from . import audit_volume as volume, data
+
+    if settings.DEBUG:
+        raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
+    tenant, vertical = data.seed(0)
+    partnered = data.activate(tenant, vertical)
+    try:
+        figures = volume.measure(partnered.integration, records=records, appends=appends, log=_log)
+    finally:
+        partnered.close()
+    (out / "audit_volume.json").write_text(json.dumps(figures, indent=2, default=str))
+    table = volume.markdown(figures)
+    (out / "audit_volume.md").write_text(table + "\n")
     print(table)
     return 0
 
@@ -161,6 +189,7 @@ def _measure(figures, p, tenant, vertical, partnered, out):
         figures["import"] = {
             "governed": batch_rate.governed(path, partnered.integration, vertical, p["import_rows"]),
             "copy": batch_rate.copy(path, p["import_rows"]),
+            "records_floor": batch_rate.records_floor(path, partnered.integration, vertical, p["import_rows"]),
             "import_export": batch_rate.import_export(path, vertical, p["import_export_rows"]),
         }
         _log("webhook deliveries vs Celery no-op tasks (one worker)")

@@ -41,11 +41,22 @@ def ratios(figures):
              at_least=0.1, target="≥ 0.1 of COPY"),
         _row("batch import vs django-import-export (rows/s)", imports["governed"]["rate"], imports["import_export"]["rate"],
              at_least=5, target="≥ 5×"),
+        *_records_floor_row(imports),
         _row("webhook deliveries per worker (/s)", hooks["webhook"]["rate"], hooks["noop"]["rate"],
              at_least=0.3, target="≥ 0.3 of no-op tasks"),
         _row("leaked persons after consent withdrawal", leaked, target="0", met=leaked == 0),
         _row("largest gunicorn worker RSS (MB)", rss, target=f"< {GUNICORN_RSS_LIMIT_MB}", met=rss < GUNICORN_RSS_LIMIT_MB),
     ]
+
+
+def _records_floor_row(imports):
+    """The import beside the same rows written into the records table by SQL alone (no target:
+    it shows how much of the distance to a bare COPY is the table's own indexes and keys)."""
+    floor = imports.get("records_floor")
+    if floor is None:
+        return []
+    row = _row("batch import vs SQL alone into the records table (rows/s)", imports["governed"]["rate"], floor["rate"])
+    return [{**row, "ratio": imports["governed"]["rate"] / floor["rate"]}]
 
 
 def _cell(value):

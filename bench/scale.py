@@ -16,7 +16,9 @@ from .data import VERTICAL
 from .http_load import wrk
 
 
-def curve(base, partnered, tenant, vertical, *, sizes, connections, seconds, log):
+def curve(base, partnered, tenant, vertical, *, sizes, connections, seconds, log, save=lambda points: None):
+    """The points of every size; `save(points)` after each size, so that a long run (growing to
+    10,000,000 takes a while) keeps what it measured if it is stopped."""
     points = []
     for size in sorted(sizes):
         missing = size - Person.objects.count()
@@ -43,6 +45,7 @@ def curve(base, partnered, tenant, vertical, *, sizes, connections, seconds, log
                     "governed_p99_ms": round(governed["p99_ms"], 2), "bare_p99_ms": round(bare["p99_ms"], 2),
                     "governed_timeouts": governed["errors"]["timeout"], "bare_timeouts": bare["errors"]["timeout"],
                 })
+        save(points)
     return points
 
 
@@ -53,6 +56,8 @@ def _run(url, headers, seconds, connections):
     run = wrk(url, seconds=seconds, connections=connections, headers=headers)
     if run["errors"]["status"]:
         raise RuntimeError(f"{url}: {run['errors']} (non-2xx responses)")
+    if not run["requests"]:
+        raise RuntimeError(f"{url}: no request completed in {seconds} s")
     return run
 
 

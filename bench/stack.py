@@ -60,8 +60,12 @@ def gunicorn(workdir, workers):
     metrics = workdir / "prometheus"
     metrics.mkdir(exist_ok=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    # --preload: the application is imported once, before the port opens, so the workers answer
+    # from their first request (a replica behind a readiness probe gets no traffic before that).
+    # Without it a worker imported Django on its first request: 10+ s on a loaded machine,
+    # which the first-run figure and the short tiny runs measured instead of the server.
     server = Process([str(BIN / "gunicorn"), "bench.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                      "--workers", str(workers), "--worker-class", "sync"],
+                      "--workers", str(workers), "--worker-class", "sync", "--preload"],
                      workdir / "gunicorn.log", env)
     wait_port(port)
     server.port = port

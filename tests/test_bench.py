@@ -51,7 +51,7 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
         assert http[side]["requests"] > 0 and http[side]["errors"]["status"] == 0
         assert 0 < http[side]["p50_ms"] <= http[side]["p99_ms"]
     assert figures["audit"]["service"]["rate"] > 0 and figures["audit"]["raw_insert"]["rate"] > 0
-    assert all(figures["import"][k]["rate"] > 0 for k in ("governed", "copy", "import_export"))
+    assert all(figures["import"][k]["rate"] > 0 for k in ("governed", "copy", "records_floor", "import_export"))
     assert figures["webhooks"]["webhook"]["delivered"] == figures["sizes"]["deliveries"]
     assert figures["webhooks"]["noop"]["rate"] > 0
     # and the leak check looked at responses sent after withdrawals, and found none
