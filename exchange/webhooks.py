@@ -126,19 +126,26 @@ def deliver_batch(delivery_ids, *, now=None, session=None, concurrency=None):
     """Make one attempt at each due delivery of `delivery_ids`; returns their statuses in that
     order (None: not due, done, or another worker's).
 
-    No lock is held across the network call: the deliveries are claimed for a lease by one
-    UPDATE (so a redelivered task, or a second sweep, finds them taken and sends nothing), read
-    with what the checks need in one query, and consent, vertical and the integration's state
-    are checked for all of them now, after the claim (one consent query per integration and
-    vertical). The signed POSTs go out outside any transaction, up to `concurrency`
-    (SCP_WEBHOOK_CONCURRENCY) at once; then each attempt (its row, its audit record and
-    disclosure, the delivery's next state) is recorded in its own short transaction. The
-    subscription's row is locked only when its failure counters change: a success resets them
-    with one conditional UPDATE, which neither takes nor waits for its lock while they are
-    clear, so deliveries to one endpoint do not queue behind each other."""
+    They go in waves of `concurrency` (SCP_WEBHOOK_CONCURRENCY). No lock is held across the
+    network call: a wave is claimed for a lease by one UPDATE (so a redelivered task, or a
+    second sweep, finds it taken and sends nothing), read with what the checks need in one
+    query, and consent, vertical and the integration's state are checked for the whole wave
+    right then, after the claim (one consent query per integration and vertical); its signed
+    POSTs go out at once, outside any transaction, and each attempt (its row, its audit record
+    and disclosure, the delivery's next state) is recorded in its own short transaction. Waves,
+    not the whole batch at once: a consent check is never older than the wave it clears (a
+    withdrawal during a long batch blocks the next wave), and a lease covers one wave's sending,
+    not a hundred slow endpoints'. The subscription's row is locked only when its failure
+    counters change: a success resets them with one conditional UPDATE, which neither takes nor
+    waits for its lock while they are clear, so deliveries to one endpoint do not queue behind
+    each other."""
     ids = [str(Delivery._meta.pk.to_python(pk)) for pk in delivery_ids]
     now = now or timezone.now()
-    statuses = _deliver_claimed(_claim(ids, now), now, session=session, concurrency=concurrency)
+    size = max(1, concurrency or settings.SCP_WEBHOOK_CONCURRENCY)
+    statuses = {}
+    for start in range(0, len(ids), size):
+        wave = _claim(ids[start:start + size], now)
+        statuses.update(_deliver_claimed(wave, now, session=session, concurrency=concurrency))
     return [statuses.get(pk) for pk in ids]
 
 

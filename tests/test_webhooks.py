@@ -284,6 +284,32 @@ def test_a_withdrawal_between_claim_and_send_sends_nothing_about_the_person(api,
     assert _attempt_audits([delivery.pk]).get().result == "denied"
 
 
+def test_a_withdrawal_during_a_batch_blocks_its_next_wave(api, setup, staff, demo, monkeypatch):
+    """A batch goes in waves of SCP_WEBHOOK_CONCURRENCY, each claimed and consent-checked just
+    before its POSTs: a withdrawal while one wave is out blocks every later delivery about the
+    person (a check made once for the whole batch would have cleared them all)."""
+    partner, person = setup
+    with Receiver() as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        for _ in range(4):
+            _push(api, partner, person)
+        ids = [str(pk) for pk in Delivery.objects.filter(subscription=subscription).order_by("event_id").values_list("pk", flat=True)]
+        send_wave, waves = webhooks._deliver_claimed, []
+
+        def then_withdraw(leases, now, **options):
+            waves.append(len(leases))
+            statuses = send_wave(leases, now, **options)
+            if len(waves) == 1:  # the person withdraws while the batch is under way
+                consent_record(person=person, vertical=demo["health"], status=ConsentStatus.WITHDRAWN, actor=staff["ke-admin"])
+            return statuses
+
+        monkeypatch.setattr(webhooks, "_deliver_claimed", then_withdraw)
+        statuses = webhooks.deliver_batch(ids, concurrency=2)
+    assert waves == [2, 2]
+    assert statuses == [DeliveryStatus.DELIVERED] * 2 + [DeliveryStatus.SKIPPED] * 2
+    assert sorted(h["webhook-id"] for h, _ in receiver.received) == sorted(ids[:2])
+
+
 def test_a_withdrawal_after_a_failed_attempt_blocks_the_retry(api, setup, staff, demo):
     partner, person = setup
     with Receiver(statuses=[503]) as receiver:
