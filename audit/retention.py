@@ -86,6 +86,9 @@ def _drop_months(cutoff, db):
     """Step 2: drop each month wholly before `cutoff` whose records all lie at or below their
     chains' anchors; returns {chain: records dropped}. Each drop is audited in its transaction."""
     dropped = {}
+    # Never the month being appended to, whatever clock the caller passes: once dropped, its
+    # appends would go to the DEFAULT partition and the month could not be made again.
+    cutoff = min(cutoff, partitions.month_start(timezone.now()))
     for name, _lower, upper in partitions.monthly(using=db):
         if upper > cutoff:
             break
