@@ -58,9 +58,9 @@ def test_tiny_benchmark_measures_every_figure_beside_its_baseline(tmp_path):
     assert figures["consent"]["checks_after_withdrawal"] > 0
     assert figures["consent"]["leaked_persons"] == 0
     assert figures["gunicorn_rss_mb"] and all(rss > 0 for rss in figures["gunicorn_rss_mb"])
-    assert len(figures["table"]) == 11
+    assert len(figures["table"]) == 12
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 13  # the header, its rule and eleven figures
+    assert table.count("\n| ") == 14  # the header, its rule and twelve figures
     # and the first run on the fresh database beside the second
     assert all(figures["first_run"][run]["requests"] > 0 for run in ("first", "second"))
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
