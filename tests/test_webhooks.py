@@ -19,6 +19,7 @@ from exchange.models import Connector, Delivery, DeliveryAttempt, DeliveryStatus
 from exchange.tasks import deliver_webhook_task, deliver_webhooks_task
 from lifecycle.consent import consent_record
 from scp_core.models import ConsentStatus
+from scp_portal.celery import app
 
 from .conftest import make_person
 from .exchange_helpers import activate
@@ -427,8 +428,6 @@ def test_a_success_neither_waits_for_nor_writes_the_subscription_unless_its_fail
 def test_an_event_for_several_subscriptions_is_one_batch_task(api, setup, django_capture_on_commit_callbacks):
     """An event's fan-out is queued as one deliver_webhooks_task: each subscription gets its own
     signed delivery, from one claim."""
-    from scp_portal.celery import app
-
     partner, person = setup
     sent = []
     with Receiver() as first, Receiver() as second:
