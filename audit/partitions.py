@@ -11,7 +11,7 @@ import datetime
 import re
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from .models import AuditRecord
@@ -56,7 +56,9 @@ def ensure(*, first=None, last=None, using="default"):
         return []
     first = first or timezone.now()
     last = last or horizon()
-    with connections[using].cursor() as cursor:
+    # Its own transaction (a savepoint inside one): a range the function refuses (months from
+    # 24 back to 24 ahead, audit migration 0018) leaves the caller's transaction usable.
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute("SELECT scp_audit_ensure_partitions(%s, %s)", [first, last])
         return list(cursor.fetchone()[0])
 

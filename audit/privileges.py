@@ -23,6 +23,8 @@ ANALYZE_FUNCTION = "scp_analyze(text[])"
 # (beat task), the purge role alone drops one, each through its owner-run function only.
 ENSURE_PARTITIONS_FUNCTION = "scp_audit_ensure_partitions(timestamptz, timestamptz)"
 DROP_PARTITION_FUNCTION = "scp_audit_drop_partition(text)"
+# What ENSURE_PARTITIONS_FUNCTION calls once it has checked the range (migration 0018): the owner's alone.
+CREATE_PARTITIONS_FUNCTION = "scp_audit_create_partitions(timestamptz, timestamptz)"
 
 
 def grant_roles(*, using="default", stdout=None):
@@ -104,6 +106,9 @@ def _partition_rights(cursor, role, *, purge):
         granted = DROP_PARTITION_FUNCTION if purge else ENSURE_PARTITIONS_FUNCTION
         statements += [f"REVOKE ALL ON FUNCTION {functions} FROM PUBLIC, {role}",
                        f"GRANT EXECUTE ON FUNCTION {granted} TO {role}"]
+    cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [CREATE_PARTITIONS_FUNCTION])
+    if cursor.fetchone()[0]:
+        statements.append(f"REVOKE ALL ON FUNCTION {CREATE_PARTITIONS_FUNCTION} FROM PUBLIC, {role}")
     return statements
 
 

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -89,7 +90,7 @@ def test_an_append_lands_in_its_months_partition_created_ahead_or_in_the_default
     audit_record(event_type=AuditEvent.API_REQUEST, tenant=ke, actor="client-0", status_code=200)
     assert _partition_of(AuditRecord.objects.latest("id")) == _name(partitions.month_start(timezone.now()))
     # A month nobody created: the DEFAULT partition takes the append, which never fails.
-    stray = _old_record(ke, far + datetime.timedelta(days=800))
+    stray = _old_record(ke, far + datetime.timedelta(days=300))
     assert _partition_of(stray) == partitions.DEFAULT_PARTITION
     # Its month can no longer be created (its row would have to move); it stays in the default.
     stray_month = partitions.month_start(stray.occurred_at)
@@ -102,6 +103,23 @@ def test_an_append_lands_in_its_months_partition_created_ahead_or_in_the_default
                 owner.execute(sql)
     seal_chain("ke")
     assert verify_chain("ke") == 3
+
+
+def test_the_application_creates_months_only_within_two_years_either_side_of_now(demo):
+    beyond = partitions.month_start(timezone.now() + datetime.timedelta(days=800))
+    long_ago = partitions.month_start(timezone.now() - datetime.timedelta(days=800))
+    before = partitions.monthly()
+    with _connect("application") as app:
+        for first, last in ((beyond, beyond), (long_ago, long_ago), (timezone.now(), beyond),
+                            (beyond - datetime.timedelta(days=60), beyond - datetime.timedelta(days=90))):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="from 24 back to 24 ahead"):
+                app.execute("SELECT scp_audit_ensure_partitions(%s, %s)", [first, last])
+        # The unchecked function it calls is the owner's alone.
+        with pytest.raises(Refused, match="permission denied"):
+            app.execute("SELECT scp_audit_create_partitions(%s, %s)", [beyond, beyond])
+    assert partitions.monthly() == before
+    with pytest.raises(CommandError, match="from 24 back to 24 ahead"):
+        call_command("audit_partitions", "--months-ahead", "40")
 
 
 def test_no_role_but_the_owner_drops_detaches_or_empties_a_partition_and_the_purge_only_through_retention(demo):

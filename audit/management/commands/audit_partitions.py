@@ -1,7 +1,7 @@
 """`python manage.py audit_partitions [--months-ahead N]`: create the audit records' monthly
 partitions ahead (as the daily beat task does) and list them with their row estimates."""
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DataError, connection
 
 from audit import partitions
 from audit.models import AuditRecord
@@ -16,7 +16,11 @@ class Command(BaseCommand):
     def handle(self, *args, months_ahead, **options):
         if not partitions.is_partitioned():
             raise CommandError(f"{AuditRecord._meta.db_table} is not partitioned (PostgreSQL only)")
-        for name in partitions.ensure(last=partitions.horizon(months_ahead)):
+        try:
+            created = partitions.ensure(last=partitions.horizon(months_ahead))
+        except DataError as refused:  # outside the range the database function allows (audit migration 0018)
+            raise CommandError(str(refused).splitlines()[0]) from refused
+        for name in created:
             self.stdout.write(f"created {name}")
         with connection.cursor() as cursor:
             cursor.execute("SELECT relname, reltuples::bigint FROM pg_class WHERE relname = ANY(%s)",
