@@ -131,10 +131,8 @@ def deliver_batch(delivery_ids, *, now=None, session=None, concurrency=None):
     second sweep, finds it taken and sends nothing), read with what the checks need in one
     query, and consent, vertical and the integration's state are checked for the whole wave
     right then, after the claim (one consent query per integration and vertical); its signed
-    POSTs go out at once, outside any transaction, and once they are all back the wave's attempts
-    (each one's row, audit record and disclosure, the delivery's next state) are recorded in one
-    short transaction (if it fails, none is recorded: the lease runs out and the wave is sent
-    again under the same webhook-id, which receivers deduplicate by). Waves,
+    POSTs go out at once, outside any transaction, and each attempt (its row, its audit record
+    and disclosure, the delivery's next state) is recorded in its own short transaction. Waves,
     not the whole batch at once: a consent check is never older than the wave it clears (a
     withdrawal during a long batch blocks the next wave), and a lease covers one wave's sending,
     not a hundred slow endpoints'. The subscription's row is locked only when its failure
@@ -162,14 +160,8 @@ def _deliver_claimed(leases, now, *, session=None, concurrency=None):
             outgoing.append(delivery)
         else:
             statuses[str(delivery.pk)] = status
-    # The wave's attempts are recorded together, once its POSTs are all back: one commit for
-    # the wave instead of one per attempt, and still no row lock held while any POST is out. In
-    # subscription order, so that two workers' waves lock endpoints' rows in the same order
-    # (never a deadlock between them).
-    outcomes = sorted(_posted(outgoing, session, concurrency), key=lambda done: (done[0].subscription_id, str(done[0].pk)))
-    with transaction.atomic():
-        for delivery, outcome in outcomes:
-            statuses[str(delivery.pk)] = _record(delivery, outcome, now)
+    for delivery, outcome in _posted(outgoing, session, concurrency):
+        statuses[str(delivery.pk)] = _record(delivery, outcome, now)
     return statuses
 
 
@@ -269,9 +261,10 @@ def _post(delivery, session=None):
 
 
 def _posted(deliveries, session, concurrency):
-    """(delivery, outcome) of their POSTs, up to `concurrency` in flight at once on the
-    process's sender threads (each with its own keep-alive session); one alone is sent from the
-    calling thread."""
+    """(delivery, outcome) of their POSTs, each as it completes (a slow endpoint does not hold
+    back the recording of the others), up to `concurrency` in flight at once on the process's
+    sender threads (each with its own keep-alive session); one alone is sent from the calling
+    thread."""
     concurrency = concurrency or settings.SCP_WEBHOOK_CONCURRENCY
     if len(deliveries) <= 1 or concurrency <= 1 or session is not None:
         for delivery in deliveries:
@@ -297,7 +290,7 @@ def _senders(size):
 
 
 def _record(delivery, outcome, now):
-    """The attempt, recorded in the wave's transaction: its row, its audit record and
+    """The attempt, recorded in one short transaction: its row, its audit record and
     disclosure, the delivery's next state; returns that state (None: the lease ran out and
     another attempt decides)."""
     status_code, error, retry_after, sent, duration_ms = outcome
@@ -306,7 +299,7 @@ def _record(delivery, outcome, now):
     # timeout, a reset): a disclosure. Only an attempt that never connected released nothing.
     released = release_of(delivery.event, outgoing.payload, subscription.integration, Channel.WEBHOOK) if sent else None
     delivered = status_code is not None and 200 <= status_code < 300
-    with transaction.atomic(savepoint=False):  # inside the wave's transaction: no savepoint round trips
+    with transaction.atomic():
         # Still ours? The lease is checked, and the row locked, by the write itself: nothing
         # else counts attempts while the lease holds, so the claim's count is current.
         delivery.attempts = outgoing.attempts + 1
