@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import random
 import secrets
@@ -33,6 +34,8 @@ from scp_core.errors import ApiError
 from .events import release_of, visible_bodies
 from .metrics import count_webhook
 from .models import Delivery, DeliveryAttempt, DeliveryStatus, Subscription, endpoint_display
+
+log = logging.getLogger(__name__)
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is immediate).
 RETRY_SCHEDULE = [
@@ -92,9 +95,18 @@ def next_attempt(attempt_number, now, retry_after=None, rng=random):
     return now + delay
 
 
+# The longest Retry-After honoured: a receiver cannot park a delivery beyond the schedule's own
+# longest wait (nor overflow the date arithmetic with a huge number).
+MAX_RETRY_AFTER = int(max(RETRY_SCHEDULE).total_seconds())
+
+
 def _retry_after(response):
-    value = response.headers.get("Retry-After", "")
-    return int(value) if value.isdigit() else None
+    """Retry-After in seconds (ASCII digits only: "²" is a digit to str.isdigit, not to int),
+    at most MAX_RETRY_AFTER; None when absent or not a number of seconds."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return min(int(value), MAX_RETRY_AFTER)
 
 
 _local = threading.local()
@@ -161,7 +173,11 @@ def _deliver_claimed(leases, now, *, session=None, concurrency=None):
         else:
             statuses[str(delivery.pk)] = status
     for delivery, outcome in _posted(outgoing, session, concurrency):
-        statuses[str(delivery.pk)] = _record(delivery, outcome, now)
+        try:
+            statuses[str(delivery.pk)] = _record(delivery, outcome, now)
+        except Exception:  # noqa: BLE001 - one attempt's failure must not leave its wave-mates unrecorded
+            # Its transaction rolled back: the lease runs out and a later attempt decides.
+            log.exception("webhook delivery %s: the attempt could not be recorded", delivery.pk)
     return statuses
 
 
@@ -257,6 +273,8 @@ def _post(delivery, session=None):
     except requests.RequestException as exc:
         error = exc.__class__.__name__
         sent = not _never_connected(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever the receiver's answer breaks, the attempt is recorded
+        error = exc.__class__.__name__
     return status_code, error, retry_after, sent, int((time.monotonic() - started) * 1000)
 
 

@@ -96,6 +96,24 @@ def test_retry_after_is_honoured_and_4xx_is_not_retried(api, setup, staff):
         assert webhooks.deliver(delivery.pk) == DeliveryStatus.DELIVERED
 
 
+@pytest.mark.parametrize("retry_after", [10**15, "\u00b2"])  # past any date arithmetic; a digit to isdigit, not to int
+def test_a_receivers_retry_after_cannot_break_or_park_the_delivery(api, setup, retry_after):
+    partner, person = setup
+    with Receiver(statuses=[503], retry_after=retry_after) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        t0 = timezone.now()
+        assert webhooks.deliver(delivery.pk, now=t0) == DeliveryStatus.PENDING  # recorded, retried later
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.attempt_log.get().status_code == 503
+    wait = delivery.next_attempt_at - t0
+    if isinstance(retry_after, int):  # honoured up to the schedule's longest wait
+        assert wait == datetime.timedelta(seconds=webhooks.MAX_RETRY_AFTER)
+    else:  # not a number of seconds: the schedule's first step (5 s, jittered)
+        assert datetime.timedelta(seconds=4) <= wait <= datetime.timedelta(seconds=6)
+
+
 def test_410_disables_the_endpoint_with_an_incident(api, setup):
     partner, person = setup
     with Receiver(statuses=[410]) as receiver:
