@@ -165,7 +165,9 @@ def verify_chain(chain, *, chunk=10_000):
             if row is None:
                 raise ChainBroken(record_id, seal_seq, "the record was deleted")
             tenant_id = row[0]
-            document = _document(row[1:], tenant_codes[tenant_id] if tenant_id else None)
+            if tenant_id and tenant_id not in tenant_codes:  # a tenant made since the chain was opened
+                tenant_codes = dict(Tenant.objects.values_list("id", "code"))
+            document = _document(row[1:], tenant_codes.get(tenant_id) if tenant_id else None)
             if link_hash(prev, document) != hash_:
                 raise ChainBroken(record_id, seal_seq, "content does not match its hash (altered)")
             mine = disclosures.get(record_id, [])

@@ -27,7 +27,7 @@ def insert_persons(*, seed, first, last, step, tenant_id, given, family, sexes, 
     sql = f"""
         INSERT INTO {person} (id, tenant_id, given_name, family_name, national_id, birth_date, sex, phone,
                               district, created_at, updated_at)
-        SELECT {_uuid('p')}, %(tenant)s::bigint, {_pick('h', 1, 'given')}, {_pick('h', 7, 'family')}, lpad(i::text, 9, '0'),
+        SELECT {_uuid('p')}, %(tenant)s::bigint, {_pick('h', 1, 'given')}, {_pick('h', 7, 'family')}, lpad(i::text, greatest(9, length(i::text)), '0'),
                DATE '1940-01-01' + ('x' || substr(h, 13, 6))::bit(24)::int %% 30000,
                {_pick('h', 19, 'sexes')},
                %(prefix)s::text || lpad((('x' || substr(h, 25, 8))::bit(32)::bigint %% 100000000)::text, 8, '0'),

@@ -5,6 +5,7 @@ standalone verifier; no role but the owner drops, detaches or empties a partitio
 role drops a month only through the retention's function, only when nothing in it is still
 part of a chain."""
 import datetime
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,19 @@ def test_the_application_creates_months_only_within_two_years_either_side_of_now
     assert partitions.monthly() == before
     with pytest.raises(CommandError, match="from 24 back to 24 ahead"):
         call_command("audit_partitions", "--months-ahead", "40")
+    # Within the range, by month: this month alone (asked for as now, through its first instant),
+    # and the month 24 back asked for by any instant of it.
+    call_command("audit_partitions", "--months-ahead", "0", stdout=io.StringIO())
+    back = partitions.month_start(timezone.now())
+    for _ in range(24):
+        back = partitions.month_start(back - datetime.timedelta(days=1))
+    try:
+        assert partitions.ensure(first=back + datetime.timedelta(days=3), last=back) == [_name(back)]
+    finally:  # partitions outlive the test's flush: an empty expired month would be the next purge's
+        with _connect("owner") as owner:
+            if owner.execute("SELECT to_regclass(%s)", [_name(back)]).fetchone()[0]:
+                owner.execute(f"ALTER TABLE audit_auditrecord DETACH PARTITION {_name(back)}")
+                owner.execute(f"DROP TABLE {_name(back)}")
 
 
 def test_no_role_but_the_owner_drops_detaches_or_empties_a_partition_and_the_purge_only_through_retention(demo):

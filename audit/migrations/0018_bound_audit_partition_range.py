@@ -25,9 +25,17 @@ END
 $$;
 CREATE FUNCTION scp_audit_ensure_partitions(first_month timestamptz, last_month timestamptz)
 RETURNS text[] LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    first_start timestamp;
+    last_start timestamp;
+    this_month timestamp;
 BEGIN
-    IF first_month IS NULL OR last_month IS NULL OR last_month < first_month
-            OR first_month < now() - interval '24 months' OR last_month > now() + interval '24 months' THEN
+    -- By month (UTC), as the partitions go: "this month" is asked for as any instant of it.
+    first_start := date_trunc('month', first_month AT TIME ZONE 'UTC');
+    last_start := date_trunc('month', last_month AT TIME ZONE 'UTC');
+    this_month := date_trunc('month', now() AT TIME ZONE 'UTC');
+    IF first_start IS NULL OR last_start IS NULL OR last_start < first_start
+            OR first_start < this_month - interval '24 months' OR last_start > this_month + interval '24 months' THEN
         RAISE EXCEPTION 'audit partitions are created for months from 24 back to 24 ahead, first to last (asked: % to %)',
             first_month, last_month USING ERRCODE = 'invalid_parameter_value';
     END IF;
