@@ -90,7 +90,7 @@ def scale_curve(sizes, connections, seconds, out):
 
     if settings.DEBUG:
         raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
-    tenant, vertical = data.seed(0)
+    tenant, vertical = data.reference()  # on a grown database too (`--scale`), its consent mix kept
     partnered = data.activate(tenant, vertical)
 
     def save(points):
@@ -120,7 +120,7 @@ def audit_volume(records, appends, out):
 
     if settings.DEBUG:
         raise SystemExit("run the benchmark with production settings: DJANGO_DEBUG=false (make bench does)")
-    tenant, vertical = data.seed(0)
+    tenant, vertical = data.reference()
     partnered = data.activate(tenant, vertical)
     try:
         figures = volume.measure(partnered.integration, records=records, appends=appends, log=_log)

@@ -42,10 +42,17 @@ def staff(username):
     return get_user_model().objects.get(username=username)
 
 
-def seed(persons):
-    """Reference data, and at least `persons` persons of the tenant, every one consenting."""
+def reference():
+    """The reference data (tenants, verticals, demo staff, template): (tenant, vertical). What the
+    scale curve starts from: it keeps its persons' mixed consent, which seed() would re-grant."""
     seed_reference_data()
-    tenant, vertical = Tenant.objects.get(code=TENANT), Vertical.objects.get(code=VERTICAL)
+    return Tenant.objects.get(code=TENANT), Vertical.objects.get(code=VERTICAL)
+
+
+def seed(persons):
+    """Reference data, and at least `persons` persons of the tenant, every one consenting (the
+    main run's database; on a grown one of mixed consent this re-grants person by person)."""
+    tenant, vertical = reference()
     missing = persons - Person.objects.filter(tenant=tenant).count()
     if missing > 0:
         seed_persons(missing, tenant_codes=[TENANT], consent_mix=(("granted", 1.0),))
