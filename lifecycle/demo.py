@@ -12,7 +12,6 @@ from scp_core.models import Consent, ConsentStatus, Person, Purpose, Sex, Tenant
 from scp_core.statistics import analyze
 
 from . import demo_bulk
-
 from .models import RoleAssignment
 
 TENANTS = {"ke": "Kenya", "ug": "Uganda"}
