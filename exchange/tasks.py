@@ -10,30 +10,29 @@ logger = logging.getLogger(__name__)
 def enqueue_after_commit(task, *ids):
     """Queue `task` once per id after the current transaction commits. If the broker is down,
     nothing is lost: the rows wait in the database for the beat sweepers."""
-
-    def send():
-        for id_ in ids:
-            try:
-                task.delay(str(id_))
-            except Exception:  # noqa: BLE001 -- any broker failure
-                logger.warning("broker unavailable; %s of %s left to the sweeper", task.name, id_)
-                return
-
-    transaction.on_commit(send)
+    _send_after_commit(task, [str(id_) for id_ in ids])
 
 
 def enqueue_batch_after_commit(task, ids):
     """Queue `task` once with all of `ids` after the current transaction commits (the sweeper
     takes them if the broker is down)."""
     ids = [str(id_) for id_ in ids]
+    _send_after_commit(task, [ids] if ids else [])
+
+
+def _send_after_commit(task, arguments):
+    """`task.delay(argument)` for each of `arguments`, once the transaction commits; the first
+    broker failure leaves the rest to the sweepers."""
 
     def send():
-        try:
-            task.delay(ids)
-        except Exception:  # noqa: BLE001 -- any broker failure
-            logger.warning("broker unavailable; %s of %d ids left to the sweeper", task.name, len(ids))
+        for argument in arguments:
+            try:
+                task.delay(argument)
+            except Exception:  # noqa: BLE001 -- any broker failure
+                logger.warning("broker unavailable; %s left to the sweeper", task.name)
+                return
 
-    if ids:
+    if arguments:
         transaction.on_commit(send)
 
 

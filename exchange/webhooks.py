@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
@@ -202,11 +203,15 @@ def _claim(delivery_ids, now):
     return {str(pk.to_python(row[0])): (lease, row[1]) for row in rows}
 
 
+@dataclass(frozen=True)
 class _Outgoing:
     """What one claimed delivery sends: set on the Delivery as `outgoing`."""
 
-    def __init__(self, lease, attempts, payload, body, headers):
-        self.lease, self.attempts, self.payload, self.body, self.headers = lease, attempts, payload, body, headers
+    lease: datetime.datetime
+    attempts: int
+    payload: dict
+    body: str
+    headers: dict
 
 
 def _prepare(deliveries, leases, now):

@@ -115,21 +115,27 @@ def _months(cursor):
     return cursor.fetchone()[0]
 
 
+def _definitions(cursor, constraint_types):
+    """[(name, definition)] of the table's indexes (but its primary key) and of its constraints
+    of `constraint_types`, to be made again under the same names on the rebuilt table."""
+    cursor.execute("""
+        SELECT indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' AND tablename = %s AND indexname <> %s ORDER BY indexname
+    """, [TABLE, f"{TABLE}_pkey"])
+    indexes = cursor.fetchall()
+    cursor.execute("""
+        SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = %s::regclass AND contype::text = ANY(%s) ORDER BY conname
+    """, [TABLE, list(constraint_types)])
+    return indexes, cursor.fetchall()
+
+
 def forwards(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return  # the embedded SQLite default stays one table
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
-        cursor.execute("""
-            SELECT indexname, indexdef FROM pg_indexes
-            WHERE schemaname = 'public' AND tablename = %s AND indexname <> %s ORDER BY indexname
-        """, [TABLE, f"{TABLE}_pkey"])
-        indexes = cursor.fetchall()
-        cursor.execute("""
-            SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-            WHERE conrelid = %s::regclass AND contype IN ('f', 'c') ORDER BY conname
-        """, [TABLE])
-        constraints = cursor.fetchall()
+        indexes, constraints = _definitions(cursor, ("f", "c"))
         cursor.execute("""
             SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
             WHERE confrelid = %s::regclass AND contype = 'f'
@@ -199,16 +205,7 @@ def backwards(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute("""
-            SELECT indexname, indexdef FROM pg_indexes
-            WHERE schemaname = 'public' AND tablename = %s AND indexname <> %s ORDER BY indexname
-        """, [TABLE, f"{TABLE}_pkey"])
-        indexes = cursor.fetchall()
-        cursor.execute("""
-            SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-            WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname
-        """, [TABLE])
-        constraints = cursor.fetchall()
+        indexes, constraints = _definitions(cursor, ("f",))
         cursor.execute("SELECT coalesce(max(id), 0) FROM " + TABLE)
         last_id = cursor.fetchone()[0]
     schema_editor.execute(f"""
