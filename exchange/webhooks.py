@@ -266,15 +266,35 @@ def _settled(delivery, lease, payload, targets, now):
     return None
 
 
+MAX_ANSWER_BYTES = 64 * 1024  # of a receiver's response body read before its connection is dropped
+
+
+def _drain(response):
+    """Read the answer's body up to MAX_ANSWER_BYTES (a short one leaves its connection to be
+    reused; past that the connection is closed with the response). A broken body changes
+    nothing: the status is what was answered."""
+    read = 0
+    try:
+        for chunk in response.iter_content(8192):
+            read += len(chunk)
+            if read > MAX_ANSWER_BYTES:
+                return
+    except requests.RequestException:
+        return
+
+
 def _post(delivery, session=None):
     """The signed POST: (status code, error, Retry-After, whether anything may have arrived,
     duration in ms)."""
     started = time.monotonic()
     status_code, error, retry_after, sent = None, "", None, True
     try:
-        response = (session or _http()).post(delivery.subscription.url, data=delivery.outgoing.body,
-                                             headers=delivery.outgoing.headers, timeout=10, allow_redirects=False)
-        status_code, retry_after = response.status_code, _retry_after(response)
+        # Streamed: only the status and headers matter, and a receiver's body is read (so that
+        # the keep-alive connection can be reused) up to MAX_ANSWER_BYTES, never into memory whole.
+        with (session or _http()).post(delivery.subscription.url, data=delivery.outgoing.body, stream=True,
+                                       headers=delivery.outgoing.headers, timeout=10, allow_redirects=False) as response:
+            status_code, retry_after = response.status_code, _retry_after(response)
+            _drain(response)
     except requests.RequestException as exc:
         error = exc.__class__.__name__
         sent = not _never_connected(exc)

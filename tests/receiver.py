@@ -8,9 +8,10 @@ from standardwebhooks.webhooks import Webhook
 
 
 class Receiver:
-    def __init__(self, statuses=(), retry_after=None, hold=False):
+    def __init__(self, statuses=(), retry_after=None, hold=False, answer_bytes=0):
         self.statuses = list(statuses)  # answered in order; 200 once exhausted
         self.retry_after = retry_after
+        self.answer_bytes = answer_bytes  # a response body of this many bytes
         # With `hold`, every request waits (after it arrived) until release() before it is answered.
         self.gate = threading.Event()
         if not hold:
@@ -32,7 +33,14 @@ class Receiver:
                 self.send_response(status)
                 if receiver.retry_after and status in (429, 503):
                     self.send_header("Retry-After", str(receiver.retry_after))
+                self.send_header("Content-Length", str(receiver.answer_bytes))
                 self.end_headers()
+                try:
+                    for _ in range(receiver.answer_bytes // 65536):
+                        self.wfile.write(b"x" * 65536)
+                    self.wfile.write(b"x" * (receiver.answer_bytes % 65536))
+                except OSError:
+                    pass  # the client dropped the connection: what a bounded reader does
 
             def log_message(self, *args):
                 pass

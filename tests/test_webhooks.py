@@ -4,6 +4,7 @@ delivery, dead letters, endpoint disabling, and the pull feed."""
 import datetime
 import threading
 import time
+import tracemalloc
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -112,6 +113,21 @@ def test_a_receivers_retry_after_cannot_break_or_park_the_delivery(api, setup, r
         assert wait == datetime.timedelta(seconds=webhooks.MAX_RETRY_AFTER)
     else:  # not a number of seconds: the schedule's first step (5 s, jittered)
         assert datetime.timedelta(seconds=4) <= wait <= datetime.timedelta(seconds=6)
+
+
+def test_a_receivers_huge_answer_is_not_read_into_the_worker(api, setup):
+    partner, person = setup
+    with Receiver(answer_bytes=50 * 1024 * 1024) as receiver:
+        subscription, receiver.secret = _subscribe(api, partner, receiver.url)
+        _push(api, partner, person)
+        delivery = Delivery.objects.get(subscription=subscription)
+        tracemalloc.start()
+        try:
+            assert webhooks.deliver(delivery.pk) == DeliveryStatus.DELIVERED
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 5 * 1024 * 1024, peak  # a 50 MB answer, read no further than MAX_ANSWER_BYTES
 
 
 def test_410_disables_the_endpoint_with_an_incident(api, setup):
